@@ -1,0 +1,363 @@
+"""Specification of the analyzer rate limiter: token bucket, AIMD recovery and the async quota limiter.
+
+All timing runs on ``VirtualTime``: a fake monotonic clock whose ``sleep`` returns when the test advances it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from worker.ratelimit import AimdRate, QuotaLimiter, TokenBucket
+
+
+class VirtualTime:
+    """A monotonic clock plus a ``sleep`` whose timers fire only when ``advance`` moves time past them."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._sequence = itertools.count()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay_s: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._timers, (self.now + delay_s, next(self._sequence), future))
+        await future
+
+    def pending_timers(self) -> int:
+        return sum(1 for _, _, future in self._timers if not future.done())
+
+    async def settle(self) -> None:
+        """Let every runnable task run until it blocks again (enough rounds for the few tasks used here)."""
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    async def advance(self, delta_s: float) -> None:
+        """Move time forward by ``delta_s``, firing due timers in order and letting tasks react to each."""
+        target = self.now + delta_s
+        await self.settle()
+        while self._timers and self._timers[0][0] <= target:
+            when, _, future = heapq.heappop(self._timers)
+            if future.done():
+                continue
+            self.now = max(self.now, when)
+            future.set_result(None)
+            await self.settle()
+        self.now = target
+        await self.settle()
+
+    async def run_until_done(self, task: asyncio.Future[Any], limit_s: float = 1000.0) -> None:
+        """Jump from timer to timer until ``task`` finishes (fails if it would take more than ``limit_s``)."""
+        await self.settle()
+        while not task.done():
+            live = [when for when, _, future in self._timers if not future.done()]
+            assert live, "task is blocked with no timer pending"
+            assert min(live) <= limit_s, "task needs more virtual time than the limit"
+            await self.advance(min(live) - self.now)
+
+
+@pytest.fixture
+def vt() -> VirtualTime:
+    return VirtualTime()
+
+
+# --- TokenBucket -------------------------------------------------------------------------------------------
+
+
+def test_full_bucket_grants_burst_then_says_how_long_to_wait() -> None:
+    """A full bucket of 3 at 2/s grants 3 calls at once; the 4th must wait 1/2 s."""
+    bucket = TokenBucket(2.0, 3.0, lambda: 0.0)
+    granted = [bucket.try_take(0.0) for _ in range(3)]
+    assert granted == [0.0, 0.0, 0.0]
+    assert bucket.try_take(0.0) == 0.5
+
+
+def test_refusal_takes_nothing_so_the_wait_shrinks_with_time() -> None:
+    """Non-reserving: asking twice does not double the wait, and after the wait a token is there."""
+    bucket = TokenBucket(4.0, 1.0, lambda: 0.0, initial_tokens=0.0)
+    assert bucket.try_take(0.0) == 0.25
+    assert bucket.try_take(0.0) == 0.25
+    assert bucket.try_take(0.125) == 0.125
+    assert bucket.try_take(0.25) == 0.0
+
+
+def test_zero_rate_bucket_waits_forever_once_empty() -> None:
+    """At rate 0 the remaining tokens are still granted, then the wait is infinite."""
+    bucket = TokenBucket(0.0, 1.0, lambda: 0.0)
+    assert bucket.try_take(0.0) == 0.0
+    assert math.inf == bucket.try_take(100.0)
+
+
+def test_set_rate_credits_tokens_earned_at_the_old_rate() -> None:
+    """Tokens earned before a rate change are kept: 0.5 s at 1/s = half a token; 10/s needs 0.05 s more."""
+    bucket = TokenBucket(1.0, 5.0, lambda: 0.0, initial_tokens=0.0)
+    bucket.set_rate(10.0, now=0.5)
+    assert bucket.tokens(0.5) == 0.5
+    assert pytest.approx(bucket.try_take(0.5)) == 0.05
+
+
+def test_set_rate_with_smaller_burst_caps_accumulated_tokens() -> None:
+    """Shrinking the burst never leaves more tokens than the new burst."""
+    bucket = TokenBucket(1.0, 10.0, lambda: 0.0)
+    bucket.set_rate(1.0, burst=2.0, now=0.0)
+    assert bucket.tokens(0.0) == 2.0
+
+
+def test_clock_argument_defaults_to_the_injected_clock() -> None:
+    """Without ``now`` the bucket reads its clock: 1 s later at 1/s one token has come back."""
+    times = iter([0.0, 0.0, 1.0])
+    bucket = TokenBucket(1.0, 1.0, lambda: next(times))
+    assert bucket.try_take() == 0.0
+    assert bucket.try_take() == 0.0
+
+
+def test_bucket_rejects_burst_below_one_call() -> None:
+    """A burst below one token could never grant anything, so it is refused."""
+    with pytest.raises(ValueError, match="burst"):
+        TokenBucket(1.0, 0.5, lambda: 0.0)
+
+
+@given(
+    rate=st.floats(min_value=0.1, max_value=1000.0),
+    burst=st.floats(min_value=1.0, max_value=50.0),
+    steps=st.lists(st.floats(min_value=0.0, max_value=2.0), min_size=1, max_size=60),
+)
+def test_bucket_never_grants_more_than_rate_times_interval_plus_burst(
+    rate: float, burst: float, steps: list[float]
+) -> None:
+    """Property: over any interval [a, b] of calls, grants <= rate * (b - a) + burst."""
+    bucket = TokenBucket(rate, burst, lambda: 0.0)
+    now = 0.0
+    grant_times: list[float] = []
+    for step in steps:
+        now += step
+        while bucket.try_take(now) == 0.0:
+            grant_times.append(now)
+    for first, start in enumerate(grant_times):
+        for last in range(first, len(grant_times)):
+            granted = last - first + 1
+            assert granted <= rate * (grant_times[last] - start) + burst + 1e-6
+
+
+# --- AimdRate ----------------------------------------------------------------------------------------------
+
+
+def test_throttle_blocks_until_retry_after_then_halves_the_rate() -> None:
+    """A 429 with Retry-After 2 s at t=10: rate 0 until t=12, then half the target."""
+    aimd = AimdRate(20.0)
+    aimd.on_throttle(10.0, 2.0)
+    assert aimd.rate_at(11.999) == 0.0
+    assert aimd.rate_at(12.0) == 10.0
+
+
+def test_rate_recovers_additively_to_the_target_and_never_above() -> None:
+    """+5 % of target per second after the block: 50 % -> 75 % after 5 s -> 100 % after 10 s, then capped."""
+    aimd = AimdRate(20.0, increase_per_s=0.05)
+    aimd.on_throttle(0.0, 1.0)
+    assert pytest.approx(aimd.rate_at(6.0)) == 15.0
+    assert aimd.rate_at(11.0) == 20.0
+    assert aimd.rate_at(1000.0) == 20.0
+
+
+def test_throttles_while_blocked_decrease_only_once() -> None:
+    """Ten in-flight calls all answered 429 are one signal: the rate halves once and the block extends."""
+    aimd = AimdRate(20.0)
+    decreased = [aimd.on_throttle(0.0 + i * 0.01, 1.0) for i in range(10)]
+    assert decreased == [True] + [False] * 9
+    assert pytest.approx(aimd.blocked_until) == 1.09
+    assert aimd.rate_at(1.09) == 10.0
+
+
+def test_throttle_after_the_block_decreases_again_down_to_the_floor() -> None:
+    """Still throttled at the reduced rate: each new episode halves again, never below the floor."""
+    aimd = AimdRate(100.0, floor_fraction=0.2)
+    aimd.on_throttle(0.0, 0.0)
+    aimd.on_throttle(0.0, 0.0)
+    aimd.on_throttle(0.0, 0.0)
+    assert aimd.rate_at(0.0) == 20.0
+
+
+def test_missing_retry_after_blocks_for_the_default() -> None:
+    """A 429 without Retry-After blocks for ``default_retry_after_s``."""
+    aimd = AimdRate(10.0, default_retry_after_s=3.0)
+    aimd.on_throttle(5.0, None)
+    assert aimd.blocked_until == 8.0
+
+
+def test_new_target_keeps_the_recovery_fraction() -> None:
+    """A rebalance during recovery scales the rate: at 50 % of 20/s, a new target of 40/s gives 20/s."""
+    aimd = AimdRate(20.0)
+    aimd.on_throttle(0.0, 0.0)
+    aimd.set_target(40.0)
+    assert aimd.rate_at(0.0) == 20.0
+
+
+# --- QuotaLimiter ------------------------------------------------------------------------------------------
+
+
+async def test_first_acquire_is_immediate(vt: VirtualTime) -> None:
+    """The limiter starts with one token: the first call waits 0 s."""
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+    assert await limiter.acquire() == 0.0
+
+
+async def test_sequential_calls_are_paced_at_the_quota(vt: VirtualTime) -> None:
+    """At 10/s, 21 calls in a row take 2 s: the first at once, then one every 0.1 s."""
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+
+    async def calls() -> None:
+        for _ in range(21):
+            await limiter.acquire()
+
+    task = asyncio.create_task(calls())
+    await vt.run_until_done(task)
+    assert pytest.approx(vt.now) == 2.0
+    assert limiter.granted_total == 21
+
+
+async def test_acquire_returns_seconds_waited(vt: VirtualTime) -> None:
+    """The second call at 4/s waits 0.25 s and says so."""
+    limiter = QuotaLimiter(4.0, clock=vt.clock, sleep=vt.sleep)
+    await limiter.acquire()
+    task = asyncio.create_task(limiter.acquire())
+    await vt.run_until_done(task)
+    assert pytest.approx(task.result()) == 0.25
+
+
+async def test_concurrent_callers_are_granted_in_arrival_order(vt: VirtualTime) -> None:
+    """FIFO: five callers queued in order are granted in that order, one per 1/rate."""
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+    await limiter.acquire()
+    order: list[tuple[int, float]] = []
+
+    async def caller(name: int) -> None:
+        await limiter.acquire()
+        order.append((name, round(vt.now, 6)))
+
+    tasks = [asyncio.create_task(caller(name)) for name in range(5)]
+    await vt.run_until_done(asyncio.gather(*tasks))
+    assert order == [(0, 0.1), (1, 0.2), (2, 0.3), (3, 0.4), (4, 0.5)]
+
+
+async def test_waiting_is_not_a_busy_loop(vt: VirtualTime) -> None:
+    """Ten queued callers hold exactly one timer between them: only the head of the queue sleeps."""
+    limiter = QuotaLimiter(1.0, clock=vt.clock, sleep=vt.sleep)
+    await limiter.acquire()
+    tasks = [asyncio.create_task(limiter.acquire()) for _ in range(10)]
+    await vt.settle()
+    assert (limiter.waiting, vt.pending_timers()) == (10, 1)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_cancelled_head_waiter_hands_its_turn_to_the_next_without_delay(vt: VirtualTime) -> None:
+    """Cancelling the head at t=0.05 does not slow the next caller: granted at t=0.1 as the head would be."""
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+    await limiter.acquire()
+    head = asyncio.create_task(limiter.acquire())
+    second = asyncio.create_task(limiter.acquire())
+    await vt.advance(0.05)
+    head.cancel()
+    await vt.run_until_done(second)
+    assert pytest.approx(vt.now) == 0.1
+    assert (limiter.waiting, limiter.granted_total) == (0, 2)
+
+
+async def test_cancelled_waiter_in_the_middle_leaves_the_queue(vt: VirtualTime) -> None:
+    """A caller cancelled while queued behind others is removed; the rest keep their order and pace."""
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+    await limiter.acquire()
+    tasks = [asyncio.create_task(limiter.acquire()) for _ in range(3)]
+    await vt.settle()
+    tasks[1].cancel()
+    await vt.run_until_done(tasks[2])
+    assert pytest.approx(vt.now) == 0.2
+    assert tasks[0].done()
+    assert tasks[1].cancelled()
+
+
+async def test_throttle_stops_grants_until_retry_after_then_resumes_at_half_rate(vt: VirtualTime) -> None:
+    """On 429 with Retry-After 2 s at t=0 the queued call waits for the block, then one token at half rate.
+
+    Rate after the block: 10/s * 0.5 = 5/s, so one token takes 0.2 s: granted at 2.0 + 0.2 = 2.2 s, when
+    additive increase has lifted the rate to 10/s * (0.5 + 0.05/s * 0.2 s) = 5.1/s.
+    """
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+    await limiter.acquire()
+    waiting = asyncio.create_task(limiter.acquire())
+    await vt.settle()
+    limiter.on_throttled(2.0)
+    assert limiter.blocked_until == 2.0
+    await vt.run_until_done(waiting)
+    assert pytest.approx(vt.now) == 2.2
+    assert pytest.approx(limiter.rate_per_s) == 5.1
+
+
+async def test_no_share_blocks_until_partitions_are_assigned(vt: VirtualTime) -> None:
+    """With 0 of 6 partitions acquire blocks (no timer); assigning 2 of 6 grants at a third of the quota."""
+    limiter = QuotaLimiter(30.0, clock=vt.clock, sleep=vt.sleep)
+    limiter.set_share(0, 6)
+    task = asyncio.create_task(limiter.acquire())
+    await vt.advance(100.0)
+    assert (task.done(), vt.pending_timers(), limiter.rate_per_s) == (False, 0, 0.0)
+    limiter.set_share(2, 6)
+    await vt.run_until_done(task)
+    assert limiter.share_per_s == 10.0
+    assert pytest.approx(vt.now) == 100.1
+
+
+async def test_utilization_is_granted_rate_over_share(vt: VirtualTime) -> None:
+    """Calls granted at the full share for a whole window read as utilization 1.0; idle reads 0."""
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep, utilization_window_s=5.0)
+
+    async def calls() -> None:
+        for _ in range(100):
+            await limiter.acquire()
+
+    task = asyncio.create_task(calls())
+    await vt.run_until_done(task)
+    assert pytest.approx(limiter.utilization, abs=0.03) == 1.0
+    await vt.advance(10.0)
+    assert limiter.utilization == 0.0
+
+
+async def test_success_and_throttle_counters(vt: VirtualTime) -> None:
+    """The limiter counts outcomes reported to it so the metrics layer can export them."""
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+    limiter.on_success()
+    limiter.on_success()
+    limiter.on_throttled(None)
+    assert (limiter.successes_total, limiter.throttled_total) == (2, 1)
+
+
+def test_set_share_rejects_more_assigned_than_total() -> None:
+    """An impossible assignment is a bug upstream, reported loudly."""
+    limiter = QuotaLimiter(10.0, clock=lambda: 0.0)
+    with pytest.raises(ValueError, match="assigned"):
+        limiter.set_share(4, 3)
+
+
+@given(
+    quota=st.floats(min_value=0.1, max_value=1000.0),
+    owners=st.lists(st.integers(min_value=0, max_value=4), min_size=1, max_size=64),
+)
+def test_shares_of_all_replicas_sum_to_the_quota(quota: float, owners: list[int]) -> None:
+    """Property: however partitions spread over 5 replicas (unevenly, some with none), shares sum to quota."""
+    total = len(owners)
+    shares = []
+    for replica in range(5):
+        limiter = QuotaLimiter(quota, clock=lambda: 0.0)
+        limiter.set_share(owners.count(replica), total)
+        shares.append(limiter.share_per_s)
+    assert quota == pytest.approx(sum(shares))
