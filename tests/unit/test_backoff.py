@@ -1,0 +1,93 @@
+"""Specification of retry timing: full-jitter exponential backoff and the per-message retry budget."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from worker.backoff import RetryPolicy, compute_backoff
+
+
+class FixedRandom(random.Random):
+    """A random source whose ``uniform`` returns a fixed point of the interval, to pin jitter in tests."""
+
+    def __init__(self, point: float) -> None:
+        super().__init__(0)
+        self.point = point
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.point
+
+
+def test_ceiling_doubles_per_attempt_until_the_maximum() -> None:
+    """With jitter at its top the delays are base * 2**attempt: 0.1, 0.2, 0.4, 0.8, then capped at 1.0."""
+    rng = FixedRandom(1.0)
+    delays = [compute_backoff(attempt, base_s=0.1, max_s=1.0, rng=rng) for attempt in range(6)]
+    assert delays == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0])
+
+
+def test_full_jitter_spans_zero_to_the_ceiling() -> None:
+    """Full jitter: the bottom of the range is 0 s, the middle of attempt 3 is half of 0.8 s."""
+    assert compute_backoff(3, base_s=0.1, max_s=10.0, rng=FixedRandom(0.0)) == 0.0
+    assert compute_backoff(3, base_s=0.1, max_s=10.0, rng=FixedRandom(0.5)) == pytest.approx(0.4)
+
+
+def test_huge_attempt_numbers_stay_at_the_maximum() -> None:
+    """A message retried for days does not overflow the exponent."""
+    assert compute_backoff(10_000, base_s=0.2, max_s=30.0, rng=FixedRandom(1.0)) == 30.0
+
+
+def test_negative_attempt_is_refused() -> None:
+    """Attempts count from 0 (the first retry)."""
+    with pytest.raises(ValueError, match="attempt"):
+        compute_backoff(-1, base_s=0.1, max_s=1.0, rng=random.Random(0))
+
+
+@given(
+    attempt=st.integers(min_value=0, max_value=500),
+    base_s=st.floats(min_value=0.0, max_value=5.0),
+    max_s=st.floats(min_value=0.0, max_value=120.0),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+def test_backoff_is_always_within_zero_and_both_caps(
+    attempt: int, base_s: float, max_s: float, seed: int
+) -> None:
+    """Property: 0 <= delay <= min(max_s, base_s * 2**attempt)."""
+    delay = compute_backoff(attempt, base_s=base_s, max_s=max_s, rng=random.Random(seed))
+    assert 0.0 <= delay <= min(max_s, base_s * 2.0 ** min(attempt, 62))
+
+
+def test_budget_allows_max_attempts_calls_in_all() -> None:
+    """max_attempts=3 means the first call and two retries: the third failure spends the budget."""
+    budget = RetryPolicy(max_attempts=3, max_elapsed_s=100.0, base_s=0.1, max_s=1.0).start(
+        0.0, FixedRandom(1.0)
+    )
+    delays = [budget.next_delay(0.0), budget.next_delay(1.0), budget.next_delay(2.0)]
+    assert delays == [pytest.approx(0.1), pytest.approx(0.2), None]
+    assert budget.failures == 3
+
+
+def test_budget_is_spent_when_the_next_attempt_would_start_after_max_elapsed() -> None:
+    """Started at t=10 with 5 s allowed: a failure at t=14.5 whose retry would start at 15.3 ends it."""
+    budget = RetryPolicy(max_attempts=100, max_elapsed_s=5.0, base_s=0.8, max_s=0.8).start(
+        10.0, FixedRandom(1.0)
+    )
+    assert budget.next_delay(14.0) == pytest.approx(0.8)  # retry at 14.8 <= 15.0
+    assert budget.next_delay(14.5) is None  # retry at 15.3 > 15.0
+
+
+def test_retry_after_hint_is_a_floor_for_the_delay() -> None:
+    """A 503 with Retry-After 3 s waits at least 3 s even when the jittered backoff is shorter."""
+    budget = RetryPolicy(max_attempts=5, max_elapsed_s=60.0, base_s=0.1, max_s=1.0).start(
+        0.0, FixedRandom(0.5)
+    )
+    assert budget.next_delay(0.0, retry_after_s=3.0) == 3.0
+
+
+def test_policy_with_no_attempts_is_refused() -> None:
+    """At least the first call must be allowed."""
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
