@@ -14,7 +14,8 @@ UNPARSEABLE_URL = "<unparseable-url>"
 REDACTED_QUERY = "?<redacted>"
 
 # An absolute URL embedded in free text; quotes and angle brackets end it because messages often quote URLs.
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# An already redacted query is matched whole so that redacting twice changes nothing.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>?]+(?:\?<redacted>|\?[^\s'\"<>]*)?")
 # A path with a query string but no scheme/host, e.g. an HTTP request line quoted in an SDK error.
 _PATH_QUERY_IN_TEXT = re.compile(r"(?<![\w:/])(/[^\s?'\"<>]*)\?[^\s'\"<>]+")
 # Credential-bearing parameters that can show up outside a URL (e.g. a SAS token pasted on its own).

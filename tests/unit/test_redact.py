@@ -102,3 +102,25 @@ def test_redact_text_never_leaks_a_signature(prefix: str, token: str) -> None:
     """Whatever surrounds it, a URL's signature value never survives ``redact_text``."""
     text = f"{prefix} https://h.example/p?sig={token} {prefix}"
     assert f"sig={token}" not in redact_text(text)
+
+
+# Text assembled from URL-ish pieces, so the properties meet URLs, queries and placeholders often.
+URLISH_TEXT = st.lists(
+    st.sampled_from(["https://", "h.example", "/p", "?", "&", "sig=", "token=", "<redacted>", "#", "@", " "])
+    | st.text(max_size=3),
+    max_size=20,
+).map("".join)
+
+
+@given(URLISH_TEXT)
+def test_redact_text_is_idempotent(text: str) -> None:
+    """Redacting an already redacted message changes nothing (messages pass through several layers)."""
+    once = redact_text(text)
+    assert once == redact_text(once)
+
+
+def test_redacted_url_inside_text_is_left_as_is() -> None:
+    """A message built from ``redact_url`` output keeps a single placeholder."""
+    message = f"image URL {redact_url(SAS_URL)} is private"
+    expected = "image URL https://acct.blob.core.windows.net/images/cat.jpg?<redacted> is private"
+    assert expected == redact_text(message)
