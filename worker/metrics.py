@@ -29,10 +29,10 @@ ANALYZER_ERROR_OUTCOMES: Final = ("server", "timeout", "connection", "fatal")
 """Outcomes that spend the analyzer error budget (docs/alerts.md); throttled and image are not ours."""
 
 AnalyzerOutcome = Literal["ok", "throttled", "server", "timeout", "connection", "image", "fatal"]
-CircuitState = Literal["closed", "half_open", "open"]
 DriftDimension = Literal["decision_mix", "tag_detection", "tag_confidence"]
 
-CIRCUIT_STATE_VALUES: Final[Mapping[str, int]] = {"closed": 0, "half_open": 1, "open": 2}
+CIRCUIT_STATES: Final = (0, 1, 2)
+"""Circuit gauge values: 0 closed, 1 half-open, 2 open (``worker.breaker.BreakerState`` values)."""
 DRIFT_DIMENSIONS: Final = ("decision_mix", "tag_detection", "tag_confidence")
 TAG_DETECTION_BUCKETS: Final = ("detected", "not_detected")
 
@@ -379,9 +379,11 @@ class Metrics:
         """Publish calls made / calls allowed by the share over the limiter's last window."""
         self._quota_utilization.set(ratio)
 
-    def set_circuit_state(self, state: CircuitState) -> None:
-        """Publish the analyzer circuit breaker state."""
-        self._circuit_state.set(_pick(CIRCUIT_STATE_VALUES, state, "circuit state"))
+    def set_circuit_state(self, state: int) -> None:
+        """Publish the analyzer circuit state: 0 closed, 1 half-open, 2 open (a ``BreakerState`` fits)."""
+        if state not in CIRCUIT_STATES:
+            raise ValueError(f"unknown circuit state {state!r}; expected one of {CIRCUIT_STATES}")
+        self._circuit_state.set(int(state))
 
     # --- Kafka --------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from worker.breaker import BreakerState
 from worker.domain import Decision, Tag
 from worker.metrics import (
     ANALYZER_OUTCOMES,
@@ -114,7 +115,6 @@ def test_results_accept_the_decision_enum_and_count_per_decision() -> None:
         ("observe_dead_letter", ("https://x/y?sig=1",)),
         ("observe_analyzer_call", ("teapot", 0.1)),
         ("observe_consumed", ("some.other.topic",)),
-        ("set_circuit_state", ("ajar",)),
     ],
 )
 def test_unknown_label_values_are_refused_instead_of_creating_a_series(
@@ -130,6 +130,16 @@ def test_unknown_label_values_are_refused_instead_of_creating_a_series(
 
     assert before.count(b"\n") == generate_latest(registry).count(b"\n")
     assert str(arguments[0]).encode() not in generate_latest(registry)
+
+
+def test_a_circuit_state_outside_closed_half_open_open_is_refused() -> None:
+    """The gauge encodes exactly three states; anything else is a bug in the caller."""
+    metrics, registry = make_metrics()
+
+    with pytest.raises(ValueError, match="unknown circuit state 3"):
+        metrics.set_circuit_state(3)
+
+    assert value(registry, "moderation_circuit_state") == 0.0
 
 
 def test_dead_letter_reasons_come_from_the_constructor() -> None:
@@ -219,7 +229,7 @@ def test_state_gauges_encode_hold_circuit_and_quota() -> None:
     metrics, registry = make_metrics()
 
     metrics.set_hold(active=True)
-    metrics.set_circuit_state("half_open")
+    metrics.set_circuit_state(BreakerState.HALF_OPEN)
     metrics.set_quota(share_per_s=10.0, rate_per_s=6.5)
     metrics.set_quota_utilization(0.8)
     metrics.set_paused_partitions(3)
@@ -230,7 +240,7 @@ def test_state_gauges_encode_hold_circuit_and_quota() -> None:
     assert value(registry, "moderation_quota_rate_calls_per_second") == 6.5
     assert value(registry, "moderation_quota_utilization_ratio") == 0.8
     assert value(registry, "moderation_paused_partitions") == 3.0
-    metrics.set_circuit_state("open")
+    metrics.set_circuit_state(2)
     assert value(registry, "moderation_circuit_state") == 2.0
 
 
