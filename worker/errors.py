@@ -10,8 +10,8 @@
     │   └── FatalAnalyzerError        wrong key or endpoint: stop the worker, commit nothing past the failure
     └── ConfigurationError            bad settings or policy: refuse to start
 
-Foreign errors (azure-core, aiohttp) are translated at the boundary with ``raise ... from exc``; messages never
-carry secrets or an image URL's query string.
+Foreign errors (azure-core, aiohttp) are translated at the boundary with ``raise ... from exc``; messages
+never carry secrets or an image URL's query string.
 """
 
 from __future__ import annotations

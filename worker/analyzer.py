@@ -1,0 +1,139 @@
+"""The Analyzer seam and its production implementation on Azure AI Vision Image Analysis 4.0.
+
+``AzureAnalyzer`` drives the official async SDK with the SDK's own retries off (the worker owns retry
+timing, see ``worker.resilience``), explicit connect/read timeouts and an overall deadline per call, and
+translates every failure into ``worker.errors`` at this boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from azure.ai.vision.imageanalysis.aio import ImageAnalysisClient
+from azure.ai.vision.imageanalysis.models import ImageAnalysisResult, VisualFeatures
+from azure.core.credentials import AzureKeyCredential
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import (
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceRequestTimeoutError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
+
+from worker.azureerrors import classify_http_error
+from worker.domain import Analysis, Tag
+from worker.errors import AnalyzerError, TransientAnalyzerError
+from worker.redact import redact_text
+
+
+class Analyzer(Protocol):
+    """Something that looks at the image behind a URL and says what it shows."""
+
+    async def analyze(self, image_url: str) -> Analysis:
+        """Analyze one image; raise a ``worker.errors.AnalyzerError`` subclass on failure."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+def analysis_from_result(result: Mapping[str, Any]) -> Analysis:
+    """Our view of an SDK ``ImageAnalysisResult`` (or its wire JSON): tags, model version, size.
+
+    The SDK validates nothing (a missing key reads as None, numbers are not coerced), so we cannot trust it:
+    entries without a name or a numeric confidence are dropped, confidences are clamped to [0, 1].
+    """
+    tags_result = result.get("tagsResult") or {}
+    raw_tags = tags_result.get("values") or [] if isinstance(tags_result, Mapping) else []
+    tags = tuple(tag for tag in (_tag(entry) for entry in raw_tags) if tag is not None)
+    metadata = result.get("metadata") or {}
+    return Analysis(
+        model_version=str(result.get("modelVersion") or "unknown"),
+        tags=tags,
+        width=_int_or_none(metadata.get("width")) if isinstance(metadata, Mapping) else None,
+        height=_int_or_none(metadata.get("height")) if isinstance(metadata, Mapping) else None,
+    )
+
+
+def _tag(entry: object) -> Tag | None:
+    if not isinstance(entry, Mapping):
+        return None
+    name, confidence = entry.get("name"), entry.get("confidence")
+    if not isinstance(name, str) or not name or isinstance(confidence, bool):
+        return None
+    if not isinstance(confidence, int | float):
+        return None
+    return Tag(name=name, confidence=min(max(float(confidence), 0.0), 1.0))
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class AzureAnalyzer:
+    """Image Analysis 4.0 through ``azure.ai.vision.imageanalysis.aio.ImageAnalysisClient``."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        credential: AzureKeyCredential | AsyncTokenCredential,
+        *,
+        features: Sequence[str] = ("tags",),
+        connect_timeout_s: float = 3.0,
+        read_timeout_s: float = 10.0,
+        client: ImageAnalysisClient | None = None,
+    ) -> None:
+        self._features = [VisualFeatures(name) for name in features]
+        # Overall deadline: connect + read, so a dribbling response cannot hold a slot forever.
+        self._deadline_s = connect_timeout_s + read_timeout_s
+        self._client = client or ImageAnalysisClient(
+            endpoint,
+            credential,
+            retry_total=0,  # the worker retries with its own backoff, budget and quota limiter
+            connection_timeout=connect_timeout_s,
+            read_timeout=read_timeout_s,
+        )
+
+    async def analyze(self, image_url: str) -> Analysis:
+        """One SDK call under the deadline; failures come out as ``worker.errors`` exceptions."""
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                result: ImageAnalysisResult = await self._client.analyze_from_url(image_url, self._features)
+        except AnalyzerError:
+            raise
+        except TimeoutError as exc:
+            raise TransientAnalyzerError("analyzer call exceeded its deadline", outcome="timeout") from exc
+        except HttpResponseError as exc:
+            raise _translate_http_error(exc) from exc
+        except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as exc:
+            raise TransientAnalyzerError("analyzer call timed out", outcome="timeout") from exc
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise TransientAnalyzerError(
+                f"cannot reach the analyzer: {redact_text(str(exc))[:200]}", outcome="connection"
+            ) from exc
+        except json.JSONDecodeError as exc:  # the SDK raises it bare for a 200 with an empty body
+            raise TransientAnalyzerError("the analyzer answered an empty body", outcome="server") from exc
+        return analysis_from_result(result)
+
+    async def aclose(self) -> None:
+        """Close the SDK client and its aiohttp session."""
+        await self._client.close()
+
+
+def _translate_http_error(exc: HttpResponseError) -> AnalyzerError:
+    error = exc.error
+    inner = getattr(error, "innererror", None) or {}
+    headers = getattr(exc.response, "headers", None) or {}
+    retry_after = headers.get("Retry-After")
+    return classify_http_error(
+        exc.status_code,
+        code=getattr(error, "code", None),
+        inner_code=inner.get("code") if isinstance(inner, Mapping) else None,
+        message=getattr(error, "message", None) or exc.reason or type(exc).__name__,
+        retry_after=retry_after,
+    )

@@ -1,0 +1,172 @@
+"""One record's journey: decode, guard, analyze, decide, encode - the ``RecordHandler`` of the pipeline.
+
+Decisions come from the pure policy; this module only sequences the steps and shapes the output record.
+Bad input becomes a dead letter, an image the service refuses is decided by the policy's ``on_image_error``;
+fatal analyzer errors propagate so the pipeline stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from worker import __version__
+from worker.contracts import (
+    Contracts,
+    Guard,
+    InvalidSubmission,
+    SourceCoordinates,
+    Submission,
+    encode_dead_letter,
+    encode_result,
+)
+from worker.domain import Analysis, Decision, Verdict
+from worker.errors import ImageAnalysisRejected
+from worker.pipeline import PartitionControl, Routed
+from worker.policy import Policy, decide, decide_image_error
+
+DEAD_LETTER_LABEL = "dead_letter"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTopics:
+    """Where each decision goes."""
+
+    approved: str
+    needs_review: str
+    rejected: str
+    dead_letter: str
+
+    def for_decision(self, decision: Decision) -> str:
+        """The topic that receives results with ``decision``."""
+        return {
+            Decision.APPROVED: self.approved,
+            Decision.NEEDS_REVIEW: self.needs_review,
+            Decision.REJECTED: self.rejected,
+        }[decision]
+
+
+class ImageAnalyzer(Protocol):
+    """The guarded analyzer: retries transient errors itself, raises image and fatal errors."""
+
+    async def analyze(self, image_url: str, stall: PartitionControl) -> Analysis: ...
+
+
+class DecisionObserver(Protocol):
+    """Told about every analysis and verdict (metrics, drift)."""
+
+    def decided(self, verdict: Verdict, analysis: Analysis | None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What ``Routed.detail`` carries for metrics: the dead-letter reason or the decision, and submit time."""
+
+    label: str
+    submitted_at: datetime | None
+
+
+class Moderator:
+    """Implements ``worker.pipeline.RecordHandler`` for ``image-submitted.v1`` records."""
+
+    def __init__(
+        self,
+        contracts: Contracts,
+        analyzer: ImageAnalyzer,
+        observer: DecisionObserver,
+        *,
+        topics: RouteTopics,
+        policy: Callable[[], Policy],
+        hold: Callable[[], bool] = lambda: False,
+        guard: Guard | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._contracts = contracts
+        self._analyzer = analyzer
+        self._observer = observer
+        self._topics = topics
+        self._policy = policy
+        self._hold = hold
+        self._guard = guard
+        self._now = now
+
+    async def handle(self, record: Any, control: PartitionControl) -> Routed:
+        """The routed record for ``record``; raises only FatalAnalyzerError."""
+        source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)
+        try:
+            submission = self._contracts.decode_submission(record.value, self._guard)
+        except InvalidSubmission as exc:
+            return self._dead_letter(record, source, exc)
+        policy = self._policy()
+        analysis: Analysis | None
+        try:
+            analysis = await self._analyzer.analyze(submission.image_url, control)
+        except ImageAnalysisRejected as exc:
+            analysis, verdict = None, decide_image_error(policy, exc.code)
+        else:
+            verdict = decide(policy, analysis, hold=self._hold())
+        self._observer.decided(verdict, analysis)
+        return self._result(submission, verdict, analysis, policy, source)
+
+    def _result(
+        self,
+        submission: Submission,
+        verdict: Verdict,
+        analysis: Analysis | None,
+        policy: Policy,
+        source: SourceCoordinates,
+    ) -> Routed:
+        model_version = analysis.model_version if analysis is not None else None
+        matched = {reason.tag for reason in verdict.reasons if reason.tag}
+        tags = tuple(tag for tag in analysis.tags if tag.name in matched) if analysis else ()
+        value = encode_result(
+            submission=submission,
+            verdict=verdict,
+            policy_version=policy.version,
+            model_version=model_version,
+            analyzed_at=self._now(),
+            source=source,
+            worker_version=__version__,
+            tags=tags,
+        )
+        headers = [
+            ("moderation-decision", str(verdict.decision).encode()),
+            ("moderation-policy-version", policy.version.encode()),
+            ("moderation-model-version", (model_version or "none").encode()),
+            ("moderation-worker-version", __version__.encode()),
+            ("content-type", b"application/json"),
+        ]
+        return Routed(
+            topic=self._topics.for_decision(verdict.decision),
+            key=submission.id.encode(),
+            value=value,
+            headers=headers,
+            label=str(verdict.decision),
+            detail=Outcome(str(verdict.decision), submission.submitted_at),
+        )
+
+    def _dead_letter(self, record: Any, source: SourceCoordinates, error: InvalidSubmission) -> Routed:
+        value = encode_dead_letter(
+            error=error,
+            value=record.value,
+            key=record.key,
+            headers=list(record.headers or ()),
+            source=source,
+            failed_at=self._now(),
+            worker_version=__version__,
+        )
+        headers = [
+            ("moderation-error-class", str(error.reason).encode()),
+            ("moderation-worker-version", __version__.encode()),
+            ("content-type", b"application/json"),
+        ]
+        return Routed(
+            topic=self._topics.dead_letter,
+            key=record.key,
+            value=value,
+            headers=headers,
+            label=DEAD_LETTER_LABEL,
+            detail=Outcome(str(error.reason), None),
+        )

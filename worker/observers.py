@@ -1,0 +1,138 @@
+"""Adapters from the pipeline's observer hooks to metrics, health probes and the drift monitor.
+
+The pipeline, the guarded analyzer and the moderator report what happened through small Protocols; this module
+is the one place that turns those reports into Prometheus series, readiness and drift scores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from worker.domain import Analysis, Verdict
+from worker.drift import DriftMonitor, save_reference
+from worker.metrics import Metrics
+from worker.moderation import DEAD_LETTER_LABEL, Outcome
+from worker.opsserver import HealthState
+from worker.pipeline import Routed
+from worker.ratelimit import QuotaLimiter
+
+log = logging.getLogger(__name__)
+
+
+class PipelineMetrics:
+    """``worker.pipeline.PipelineObserver`` onto ``Metrics`` and ``HealthState``."""
+
+    def __init__(self, metrics: Metrics, health: HealthState, *, now: Callable[[], datetime]) -> None:
+        self._metrics = metrics
+        self._health = health
+        self._now = now
+
+    def consumed(self, topic: str) -> None:
+        self._metrics.observe_consumed(topic)
+
+    def routed(self, routed: Routed, record: Any, processing_s: float) -> None:  # noqa: ARG002 - protocol
+        outcome: Outcome = routed.detail
+        if routed.label == DEAD_LETTER_LABEL:
+            self._metrics.observe_dead_letter(outcome.label)
+        else:
+            self._metrics.observe_result(routed.label)
+        end_to_end_s = None
+        if outcome.submitted_at is not None:
+            end_to_end_s = max((self._now() - outcome.submitted_at).total_seconds(), 0.0)
+        self._metrics.observe_routed(processing_s=processing_s, end_to_end_s=end_to_end_s)
+
+    def in_flight(self, count: int) -> None:
+        self._metrics.set_in_flight(count)
+
+    def partitions(self, assigned: int, paused: int) -> None:
+        self._health.assigned_partitions = assigned
+        self._metrics.set_paused_partitions(paused)
+
+    def committed(self, offsets: dict[TopicPartition, int], duration_s: float) -> None:
+        self._metrics.observe_commit(duration_s)
+        for tp, offset in offsets.items():
+            self._metrics.set_committed_offset(tp.topic, tp.partition, offset)
+
+    def lag(self, tp: TopicPartition, records: int, seconds: float) -> None:
+        self._metrics.set_lag(tp.topic, tp.partition, records, seconds)
+
+
+class CallMetrics:
+    """``worker.resilience.CallObserver`` onto ``Metrics``; any HTTP answer proves the analyzer reachable."""
+
+    def __init__(self, metrics: Metrics, health: HealthState) -> None:
+        self._metrics = metrics
+        self._health = health
+
+    def call(self, outcome: str, seconds: float) -> None:
+        self._metrics.observe_analyzer_call(outcome, seconds)  # type: ignore[arg-type]
+        self._health.analyzer_reachable = outcome not in ("connection", "timeout")
+
+    def retry(self) -> None:
+        self._metrics.observe_analyzer_retry()
+
+    def limiter_wait(self, seconds: float) -> None:
+        self._metrics.observe_limiter_wait(seconds)
+
+
+class DecisionMetrics:
+    """``worker.moderation.DecisionObserver``: tag metrics and the drift monitor's windows."""
+
+    def __init__(
+        self, metrics: Metrics, drift: DriftMonitor, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._metrics = metrics
+        self._drift = drift
+        self._clock = clock
+
+    def decided(self, verdict: Verdict, analysis: Analysis | None) -> None:
+        tags = analysis.tags if analysis is not None else ()
+        if analysis is not None:
+            self._metrics.observe_tags(tags)
+        self._drift.observe(str(verdict.decision), tags, self._clock())
+
+
+async def publish_periodically(
+    metrics: Metrics,
+    limiter: QuotaLimiter,
+    breaker_state: Callable[[], int],
+    drift: DriftMonitor,
+    *,
+    drift_state_file: Path | None,
+    interval_s: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Refresh the gauges that are states, not events: quota, circuit, drift scores and references.
+
+    Runs until cancelled. A newly captured drift reference is persisted so a restart keeps comparing
+    against the same baseline.
+    """
+    while True:
+        metrics.set_quota(share_per_s=limiter.share_per_s, rate_per_s=limiter.rate_per_s)
+        metrics.set_quota_utilization(limiter.utilization)
+        metrics.set_circuit_state(breaker_state())
+        now = clock()
+        captured = drift.capture(now)
+        if captured and drift_state_file is not None:
+            save_reference(drift_state_file, drift.captured)
+            log.info(
+                "drift reference captured", extra={"event": "drift_reference_captured", "keys": len(captured)}
+            )
+        for (dimension, tag), proportions in drift.reference.distributions.items():
+            metrics.set_reference(dimension, tag, proportions)  # type: ignore[arg-type]
+        for (dimension, tag), score in drift.scores(now).items():
+            metrics.set_drift(dimension, tag, psi=score.psi, jensen_shannon=score.jensen_shannon)  # type: ignore[arg-type]
+        await asyncio.sleep(interval_s)
+
+
+def utc_now() -> datetime:
+    """Wall-clock time, timezone-aware (contracts require it)."""
+    return datetime.now(UTC)

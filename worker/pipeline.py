@@ -1,0 +1,325 @@
+"""The Kafka side of the worker: intake with backpressure, routing with acks, contiguous commits, rebalances.
+
+Many records are in flight per partition; each one becomes a ``Routed`` record through the ``RecordHandler``,
+is produced and acknowledged (``acks=all``), and only then counts as done. Commits move per partition to the
+first offset not yet done, so a crash anywhere replays but never skips (at-least-once). Shutdown: stop intake,
+drain in-flight work under a deadline, cancel the rest, commit, return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from worker.errors import FatalAnalyzerError
+from worker.offsets import OffsetTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """One output record: where it goes, what it says, and the label metrics count it under."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Sequence[tuple[str, bytes]]
+    label: str
+    detail: Any = None
+
+
+class PartitionControl(Protocol):
+    """What a handler may ask of the pipeline about the record's partition while it works on it."""
+
+    def stall(self) -> None:
+        """The record cannot progress (retry budget spent): stop intake from its partition."""
+
+    def unstall(self) -> None:
+        """The record progresses again: intake from its partition may resume."""
+
+
+class RecordHandler(Protocol):
+    """Turns one consumed record into the record to route (decode, analyze, decide, encode)."""
+
+    async def handle(self, record: Any, control: PartitionControl) -> Routed:
+        """Never raises for bad input (that is a dead-letter ``Routed``); FatalAnalyzerError stops all."""
+        ...
+
+
+class PipelineObserver(Protocol):
+    """Metrics hooks; the pipeline reports, the observer counts."""
+
+    def consumed(self, topic: str) -> None: ...
+    def routed(self, routed: Routed, record: Any, processing_s: float) -> None: ...
+    def in_flight(self, count: int) -> None: ...
+    def partitions(self, assigned: int, paused: int) -> None: ...
+    def committed(self, offsets: dict[TopicPartition, int], duration_s: float) -> None: ...
+    def lag(self, tp: TopicPartition, records: int, seconds: float) -> None: ...
+
+
+class WorkerStopped(Exception):  # noqa: N818 - it names the outcome, like asyncio.CancelledError
+    """The pipeline stopped because of a fatal error; ``cause`` says which."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+@dataclass(slots=True)
+class _PartitionState:
+    tracker: OffsetTracker = field(default_factory=OffsetTracker)
+    stalled: int = 0
+    oldest_timestamp_ms: dict[int, int] = field(default_factory=dict)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Control:
+    def __init__(self, state: _PartitionState) -> None:
+        self._state = state
+        self._stalled = False
+
+    def stall(self) -> None:
+        if not self._stalled:
+            self._stalled = True
+            self._state.stalled += 1
+
+    def unstall(self) -> None:
+        if self._stalled:
+            self._stalled = False
+            self._state.stalled -= 1
+
+
+class Pipeline:
+    """Consume ``input_topic``, route every record exactly once per successful pass, commit after acks."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        handler: RecordHandler,
+        observer: PipelineObserver,
+        *,
+        input_topic: str,
+        max_in_flight: int,
+        max_in_flight_per_partition: int,
+        drain_timeout_s: float,
+        commit_interval_s: float = 0.5,
+        on_assignment: Callable[[int, int], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._handler = handler
+        self._observer = observer
+        self._input_topic = input_topic
+        self._max_in_flight = max_in_flight
+        self._max_per_partition = max_in_flight_per_partition
+        self._drain_timeout_s = drain_timeout_s
+        self._commit_interval_s = commit_interval_s
+        self._on_assignment = on_assignment
+        self._clock = clock
+        self._partitions: dict[TopicPartition, _PartitionState] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._paused: set[TopicPartition] = set()
+        self._slot_freed = asyncio.Event()
+        self._fatal: BaseException | None = None
+        self._stopping = asyncio.Event()
+
+    def listener(self) -> ConsumerRebalanceListener:
+        """The rebalance listener to pass to ``consumer.subscribe``."""
+        return _Rebalance(self)
+
+    @property
+    def assigned(self) -> Collection[TopicPartition]:
+        """Partitions this replica owns right now."""
+        return self._partitions.keys()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set or a fatal error happens; then drain, commit and return (or raise)."""
+        committer = asyncio.create_task(self._commit_loop(), name="commit-loop")
+        try:
+            while not stop.is_set() and self._fatal is None:
+                await self._intake_once(stop)
+        finally:
+            self._stopping.set()
+            await self._drain()
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+            await self._commit()
+        if self._fatal is not None:
+            raise WorkerStopped(self._fatal)
+
+    async def _intake_once(self, stop: asyncio.Event) -> None:
+        free = self._max_in_flight - len(self._tasks)
+        self._apply_pauses()
+        if free <= 0:
+            self._slot_freed.clear()
+            waiter = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                [waiter, asyncio.ensure_future(self._slot_freed.wait())],
+                timeout=0.2,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            waiter.cancel()
+            # Keep polling with everything paused so the group does not evict us (max.poll.interval.ms).
+            await self._consumer.getmany(timeout_ms=0)
+            return
+        batch = await self._consumer.getmany(timeout_ms=200, max_records=free)
+        for tp, records in batch.items():
+            state = self._partitions.get(tp)
+            if state is None:  # revoked between fetch and now: the new owner re-reads these
+                continue
+            for record in records:
+                self._start(tp, state, record)
+        self._report_lag()
+
+    def _start(self, tp: TopicPartition, state: _PartitionState, record: Any) -> None:
+        self._observer.consumed(record.topic)
+        state.tracker.start(record.offset)
+        state.oldest_timestamp_ms[record.offset] = record.timestamp
+        state.idle.clear()
+        task = asyncio.create_task(
+            self._process(tp, state, record), name=f"record-{tp.partition}-{record.offset}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        self._observer.in_flight(len(self._tasks))
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slot_freed.set()
+        self._observer.in_flight(len(self._tasks))
+        if not task.cancelled() and task.exception() is not None and self._fatal is None:
+            self._fatal = task.exception()
+
+    async def _process(self, tp: TopicPartition, state: _PartitionState, record: Any) -> None:
+        started = self._clock()
+        control = _Control(state)
+        try:
+            routed = await self._handler.handle(record, control)
+            await self._producer.send_and_wait(
+                routed.topic, routed.value, key=routed.key, headers=list(routed.headers)
+            )
+        except (FatalAnalyzerError, KafkaError) as exc:
+            log.error(  # noqa: TRY400 - the cause is known and typed; a traceback adds nothing
+                "worker stopping",
+                extra={
+                    "event": "fatal_error",
+                    "error_class": type(exc).__name__,
+                    "error": str(exc),
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "offset": record.offset,
+                },
+            )
+            if self._fatal is None:
+                self._fatal = exc
+            return
+        finally:
+            control.unstall()
+        state.tracker.finish(record.offset)
+        state.oldest_timestamp_ms.pop(record.offset, None)
+        if state.tracker.in_flight == 0:
+            state.idle.set()
+        self._observer.routed(routed, record, self._clock() - started)
+
+    def _apply_pauses(self) -> None:
+        full = len(self._tasks) >= self._max_in_flight
+        wanted = {
+            tp
+            for tp, state in self._partitions.items()
+            if full or state.stalled or state.tracker.in_flight >= self._max_per_partition
+        }
+        if to_pause := wanted - self._paused:
+            self._consumer.pause(*to_pause)
+        if to_resume := (self._paused - wanted) & self._partitions.keys():
+            self._consumer.resume(*to_resume)
+        self._paused = wanted
+        self._observer.partitions(len(self._partitions), len(wanted))
+
+    def _report_lag(self) -> None:
+        now_ms = self._clock() * 1000
+        for tp, state in self._partitions.items():
+            highwater = self._consumer.highwater(tp)
+            committable = state.tracker.committable()
+            if highwater is None or committable is None:
+                continue
+            records = max(highwater - committable, 0)
+            oldest = min(state.oldest_timestamp_ms.values(), default=None)
+            seconds = max(now_ms - oldest, 0.0) / 1000 if oldest is not None and records else 0.0
+            self._observer.lag(tp, records, seconds)
+
+    async def _drain(self) -> None:
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self._drain_timeout_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning(
+                    "drain deadline passed", extra={"event": "drain_timeout", "cancelled": len(pending)}
+                )
+                await asyncio.wait(pending)
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._commit_interval_s)
+            await self._commit()
+
+    async def _commit(self, only: Collection[TopicPartition] | None = None) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for tp, state in self._partitions.items():
+            if only is not None and tp not in only:
+                continue
+            if state.tracker.pending_commit and (offset := state.tracker.committable()) is not None:
+                offsets[tp] = offset
+        if not offsets:
+            return
+        started = self._clock()
+        await self._consumer.commit(offsets)
+        for tp, offset in offsets.items():
+            self._partitions[tp].tracker.mark_committed(offset)
+        self._observer.committed(offsets, self._clock() - started)
+
+    async def on_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        """Finish what is in flight for the revoked partitions (bounded), commit it, forget them."""
+        mine = [self._partitions[tp] for tp in revoked if tp in self._partitions]
+        if mine:
+            waits = [asyncio.ensure_future(state.idle.wait()) for state in mine if state.tracker.in_flight]
+            if waits:
+                _, pending = await asyncio.wait(waits, timeout=self._drain_timeout_s)
+                for waiter in pending:
+                    waiter.cancel()
+            with contextlib.suppress(KafkaError):
+                await self._commit(only=revoked)
+        for tp in revoked:
+            self._partitions.pop(tp, None)
+            self._paused.discard(tp)
+
+    async def on_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        """Start tracking newly assigned partitions at their committed position; re-share the quota."""
+        for tp in assigned:
+            self._partitions.setdefault(tp, _PartitionState())
+        total = len(self._consumer.partitions_for_topic(self._input_topic) or ())
+        if self._on_assignment is not None:
+            self._on_assignment(len(self._partitions), max(total, len(self._partitions)))
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        await self._pipeline.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        await self._pipeline.on_assigned(assigned)

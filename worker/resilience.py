@@ -1,0 +1,115 @@
+"""An Analyzer wrapped in the worker's call discipline: quota, circuit breaker, retries within a budget.
+
+Every call first passes the circuit breaker and takes a token from the quota limiter. Throttling (429)
+holds the whole replica until Retry-After (the limiter's job); other transient failures back off with
+jitter. Past the per-message budget the message is neither dropped nor approved: the caller is told to
+stall its partition, and retries go on with backoff until the service answers or the worker shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from worker.analyzer import Analyzer
+from worker.backoff import compute_backoff
+from worker.breaker import CircuitBreaker
+from worker.domain import Analysis
+from worker.errors import AnalyzerError, AnalyzerThrottled, ImageAnalysisRejected, TransientAnalyzerError
+from worker.ratelimit import QuotaLimiter
+
+
+class CallObserver(Protocol):
+    """Metrics hooks for analyzer calls."""
+
+    def call(self, outcome: str, seconds: float) -> None: ...
+    def retry(self) -> None: ...
+    def limiter_wait(self, seconds: float) -> None: ...
+
+
+class Stall(Protocol):
+    """Told when a message has spent its retry budget, and when it progresses again."""
+
+    def stall(self) -> None: ...
+    def unstall(self) -> None: ...
+
+
+class GuardedAnalyzer:
+    """``analyze(url, stall)`` with quota, breaker and retries; raises only image or fatal errors."""
+
+    def __init__(
+        self,
+        analyzer: Analyzer,
+        limiter: QuotaLimiter,
+        breaker: CircuitBreaker,
+        observer: CallObserver,
+        *,
+        budget_s: float,
+        base_backoff_s: float = 0.2,
+        max_backoff_s: float = 30.0,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._analyzer = analyzer
+        self._limiter = limiter
+        self._breaker = breaker
+        self._observer = observer
+        self._budget_s = budget_s
+        self._base_backoff_s = base_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._clock = clock
+        self._sleep = sleep
+
+    async def analyze(self, image_url: str, stall: Stall) -> Analysis:
+        """Analyze until success, an image error or a fatal error; never gives up on transient errors."""
+        started = self._clock()
+        attempt = 0
+        while True:
+            await self._pass_breaker()
+            self._observer.limiter_wait(await self._limiter.acquire())
+            try:
+                analysis = await self._call(image_url)
+            except ImageAnalysisRejected:
+                self._breaker.record_success()  # the service answered: it is healthy, the image is not
+                stall.unstall()
+                raise
+            except AnalyzerThrottled as exc:
+                self._breaker.record_success()  # a 429 is a live service pacing us, not a failing one
+                self._limiter.on_throttled(exc.retry_after_s)
+                delay = 0.0  # the limiter itself holds the next call until Retry-After
+            except TransientAnalyzerError as exc:
+                self._breaker.record_failure()
+                delay = compute_backoff(
+                    attempt, base_s=self._base_backoff_s, max_s=self._max_backoff_s, rng=self._rng
+                )
+                if exc.retry_after_s is not None:
+                    delay = max(delay, exc.retry_after_s)
+            else:
+                self._breaker.record_success()
+                self._limiter.on_success()
+                stall.unstall()
+                return analysis
+            attempt += 1
+            self._observer.retry()
+            if self._clock() - started >= self._budget_s:
+                stall.stall()
+            await self._sleep(delay)
+
+    async def _call(self, image_url: str) -> Analysis:
+        started = self._clock()
+        try:
+            analysis = await self._analyzer.analyze(image_url)
+        except AnalyzerError as exc:
+            self._observer.call(exc.outcome, self._clock() - started)
+            raise
+        self._observer.call("ok", self._clock() - started)
+        return analysis
+
+    async def _pass_breaker(self) -> None:
+        while not self._breaker.allow():
+            await self._sleep(max(self._breaker.seconds_until_probe, 0.05))

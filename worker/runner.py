@@ -1,0 +1,234 @@
+"""``moderation-worker run``: the composition root that builds the real clients and runs the pipeline.
+
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad configuration, 3 when a fatal analyzer or Kafka
+error stopped the worker (nothing was committed past the failing record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from worker import __version__
+from worker.analyzer import Analyzer, AzureAnalyzer
+from worker.breaker import CircuitBreaker
+from worker.contracts import Contracts, DeadLetterReason
+from worker.drift import DriftMonitor, DriftReference, load_reference
+from worker.errors import ConfigurationError
+from worker.logs import configure_logging
+from worker.metrics import Metrics
+from worker.moderation import Moderator, RouteTopics
+from worker.observers import CallMetrics, DecisionMetrics, PipelineMetrics, publish_periodically, utc_now
+from worker.opsserver import HealthState, OpsServer
+from worker.pipeline import Pipeline, WorkerStopped
+from worker.policy import Policy, load_default_policy, load_policy
+from worker.ratelimit import QuotaLimiter
+from worker.resilience import GuardedAnalyzer
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_CONFIG, EXIT_FATAL = 0, 2, 3
+DRIFT_WINDOW_S = 600.0
+
+
+def load_configured_policy(settings: Settings, contracts: Contracts) -> Policy:
+    """The policy file named in the settings, or the bundled default."""
+    if settings.policy_file is None:
+        return load_default_policy(contracts=contracts)
+    return load_policy(settings.policy_file, contracts=contracts)
+
+
+def build_analyzer(settings: Settings) -> Analyzer:
+    """The production analyzer the settings ask for (Azure by default, the offline model as an option)."""
+    if settings.analyzer == "model":
+        from worker.modelanalyzer import ModelAnalyzer  # noqa: PLC0415 - optional extra, loaded on demand
+
+        return ModelAnalyzer(
+            connect_timeout_s=settings.analyzer_connect_timeout_s, read_timeout_s=settings.analyzer_timeout_s
+        )
+    credential: object
+    if settings.azure_auth == "entra":
+        try:
+            from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - optional extra
+        except ImportError as exc:
+            raise ConfigurationError(
+                "MODERATION_AZURE_AUTH=entra needs the `entra` extra (azure-identity)"
+            ) from exc
+        credential = DefaultAzureCredential()
+    else:
+        from azure.core.credentials import AzureKeyCredential  # noqa: PLC0415 - keeps imports next to their use
+
+        credential = AzureKeyCredential(settings.azure_key.reveal())
+    return AzureAnalyzer(
+        settings.azure_endpoint,
+        credential,  # type: ignore[arg-type]
+        features=settings.visual_features,
+        connect_timeout_s=settings.analyzer_connect_timeout_s,
+        read_timeout_s=settings.analyzer_timeout_s,
+    )
+
+
+@asynccontextmanager
+async def kafka_clients(settings: Settings) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaProducer]]:
+    """A manual-commit consumer and an idempotent ``acks=all`` producer, started and stopped together."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=settings.group_id,
+        client_id=f"moderation-worker-{os.getpid()}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.max_in_flight,
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        compression_type=None,
+    )
+    await producer.start()
+    try:
+        await consumer.start()
+        try:
+            yield consumer, producer
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    stop: asyncio.Event,
+    analyzer: Analyzer | None = None,
+    registry: CollectorRegistry | None = None,
+    health: HealthState | None = None,
+) -> int:
+    """Run until ``stop`` is set (returns 0) or a fatal error (returns 3). Tests inject analyzer/registry."""
+    contracts = Contracts.load()
+    policy = load_configured_policy(settings, contracts)
+    registry = registry if registry is not None else CollectorRegistry()
+    health = health if health is not None else HealthState(analyzer_reachable=True)
+    metrics = Metrics(
+        registry,
+        version=__version__,
+        input_topics=(settings.input_topic,),
+        dead_letter_reasons=[str(reason) for reason in DeadLetterReason],
+        watched_tags=policy.watched_tags,
+    )
+    metrics.set_policy(policy.version, str(policy.mode))
+    drift = _drift_monitor(settings, policy)
+    limiter = QuotaLimiter(settings.quota_calls_per_s)
+    breaker = CircuitBreaker(failure_threshold=5, window_s=10.0, open_for_s=5.0, clock=time.monotonic)
+    async with AsyncExitStack() as stack:
+        base = analyzer if analyzer is not None else build_analyzer(settings)
+        stack.push_async_callback(base.aclose)
+        guarded = GuardedAnalyzer(
+            base, limiter, breaker, CallMetrics(metrics, health), budget_s=settings.retry_budget_s
+        )
+        moderator = Moderator(
+            contracts,
+            guarded,
+            DecisionMetrics(metrics, drift),
+            topics=RouteTopics(
+                settings.approved_topic,
+                settings.review_topic,
+                settings.rejected_topic,
+                settings.dead_letter_topic,
+            ),
+            policy=lambda: policy,
+            guard=policy.guard(max_value_bytes=settings.max_message_bytes),
+        )
+        await stack.enter_async_context(
+            OpsServer(registry, health, settings.metrics_host, settings.metrics_port)
+        )
+        consumer, producer = await stack.enter_async_context(kafka_clients(settings))
+        pipeline = Pipeline(
+            consumer,
+            producer,
+            moderator,
+            PipelineMetrics(metrics, health, now=utc_now),
+            input_topic=settings.input_topic,
+            max_in_flight=settings.max_in_flight,
+            max_in_flight_per_partition=settings.max_in_flight_per_partition,
+            drain_timeout_s=settings.drain_timeout_s,
+            on_assignment=limiter.set_share,
+        )
+        consumer.subscribe([settings.input_topic], listener=pipeline.listener())
+        publisher = asyncio.create_task(
+            publish_periodically(
+                metrics,
+                limiter,
+                lambda: int(breaker.state),
+                drift,
+                drift_state_file=settings.drift_state_file,
+            )
+        )
+        log.info(
+            "worker started",
+            extra={
+                "event": "worker_started",
+                "topic": settings.input_topic,
+                "group_id": settings.group_id,
+                "policy_version": policy.version,
+            },
+        )
+        try:
+            await pipeline.run(stop)
+        except WorkerStopped as exc:
+            health.fatal_error = str(exc)
+            log.critical(
+                "worker stopped by a fatal error",
+                extra={"event": "worker_fatal", "error_class": type(exc.cause).__name__, "error": str(exc)},
+            )
+            print(f"moderation-worker: fatal: {type(exc.cause).__name__}: {exc}", file=sys.stderr)  # noqa: T201
+            return EXIT_FATAL
+        finally:
+            publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publisher
+    log.info("worker stopped", extra={"event": "worker_stopped"})
+    return EXIT_OK
+
+
+def _drift_monitor(settings: Settings, policy: Policy) -> DriftMonitor:
+    captured = load_reference(settings.drift_state_file) if settings.drift_state_file else None
+    return DriftMonitor(
+        watched_tags=policy.watched_tags, window_s=DRIFT_WINDOW_S, captured=captured or DriftReference()
+    )
+
+
+async def _serve(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return await run_worker(settings, stop=stop)
+
+
+def main(argv: Sequence[str]) -> int:
+    """CLI entry: configuration from ``MODERATION_*`` variables (docs/configuration.md); no options."""
+    if argv:
+        usage = "usage: moderation-worker run   (configured by MODERATION_* environment variables)"
+        print(usage, file=sys.stderr)  # noqa: T201 - the CLI's own usage line
+        return EXIT_CONFIG
+    try:
+        settings = Settings.from_env(os.environ)
+        configure_logging(settings.log_level)
+        return asyncio.run(_serve(settings))
+    except ConfigurationError as exc:
+        print(f"moderation-worker: configuration error: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_CONFIG

@@ -1,0 +1,76 @@
+"""``moderation-worker topics create``: the input, three result, dead-letter and control topics.
+
+Idempotent: topics that exist are left as they are (their partition count is reported, never changed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from worker.settings import Settings
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    """What to create: data topics keep ``result_retention_ms``; the control topic is compacted."""
+    replication = settings.topic_replication
+    retention = {"retention.ms": str(settings.result_retention_ms)}
+    specs = [NewTopic(settings.input_topic, settings.topic_partitions, replication, topic_configs=retention)]
+    specs += [
+        NewTopic(name, settings.topic_partitions, replication, topic_configs=retention)
+        for name in settings.output_topics
+    ]
+    specs.append(
+        NewTopic(settings.control_topic, 1, replication, topic_configs={"cleanup.policy": "compact"})
+    )
+    return specs
+
+
+async def create_topics(settings: Settings) -> dict[str, str]:
+    """Create every topic that does not exist yet; returns ``{topic: "created" | "exists"}``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="moderation-topics")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
+        outcome = {spec.name: "exists" for spec in topic_specs(settings) if spec.name in existing}
+        for spec in missing:
+            try:
+                await admin.create_topics([spec])
+                outcome[spec.name] = "created"
+            except TopicAlreadyExistsError:  # another replica's init container won the race
+                outcome[spec.name] = "exists"
+        return outcome
+    finally:
+        await admin.close()
+
+
+def main(argv: Sequence[str]) -> int:
+    """CLI entry: settings from the environment, ``--partitions``/``--replication`` override them."""
+    parser = argparse.ArgumentParser(prog="moderation-worker topics create")
+    parser.add_argument("--bootstrap-servers")
+    parser.add_argument("--partitions", type=int)
+    parser.add_argument("--replication", type=int)
+    args = parser.parse_args(list(argv))
+    env = dict(os.environ)
+    for name, value in (
+        ("BOOTSTRAP_SERVERS", args.bootstrap_servers),
+        ("TOPIC_PARTITIONS", args.partitions),
+        ("TOPIC_REPLICATION", args.replication),
+    ):
+        if value is not None:
+            env[f"MODERATION_{name}"] = str(value)
+    settings = Settings.from_env(env, need_analyzer=False)
+    for topic, state in asyncio.run(create_topics(settings)).items():
+        print(f"{state:8} {topic}")  # noqa: T201 - the command's output
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
