@@ -1,0 +1,436 @@
+"""Message contracts: the JSON Schemas in ``schemas/`` compiled once, submission decoding, result encoding.
+
+Decoding a record value runs size -> UTF-8/JSON -> schema -> guard (URL safety, host allowlist, consent)
+and either returns a ``Submission`` or raises ``InvalidSubmission`` whose ``reason`` is the dead-letter error
+class. Messages never echo a URL's query string. Pure: no Kafka, HTTP or Azure imports.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+from urllib.parse import SplitResult, urlsplit
+
+import orjson
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import SchemaError, ValidationError, best_match
+
+from worker.domain import Tag, Verdict
+from worker.errors import ConfigurationError, ModerationError
+from worker.redact import redact_text, redact_url
+
+DEFAULT_MAX_VALUE_BYTES: Final = 65_536
+"""Largest accepted submission value; a valid v1 document is a few KiB at most."""
+DEFAULT_KEEP_VALUE_BYTES: Final = 262_144
+"""Largest prefix of an original value a dead letter carries, so the dead letter fits the broker's limit."""
+MAX_RESULT_TAGS: Final = 32
+MAX_HEADERS: Final = 64
+"""Headers a dead letter keeps (the first ones); Kafka records rarely carry more than a handful."""
+_MAX_MESSAGE_CHARS: Final = 300
+_RFC3339: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+# A last label that is all digits or hex is not a DNS name: "https://2130706433/" and "0x7f.1" reach loopback.
+_NUMERIC_LABEL: Final = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+
+
+class SchemaName(StrEnum):
+    """The contracts in ``schemas/``; the value is the file's stem."""
+
+    IMAGE_SUBMITTED = "image-submitted.v1"
+    MODERATION_RESULT = "moderation-result.v1"
+    DEAD_LETTER = "dead-letter.v1"
+    POLICY = "policy.v1"
+
+
+class DeadLetterReason(StrEnum):
+    """Why a submission was refused: the closed set of ``dead-letter.v1`` ``error.class`` values."""
+
+    EMPTY_VALUE = "empty_value"
+    OVERSIZED = "oversized"
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    SCHEMA_INVALID = "schema_invalid"
+    UNSAFE_URL = "unsafe_url"
+    HOST_NOT_ALLOWED = "host_not_allowed"
+    CONSENT_MISSING = "consent_missing"
+
+
+class InvalidSubmission(ModerationError):
+    """A record value that is not an acceptable submission; the pipeline dead-letters it.
+
+    ``message`` names the failing field or rule and never contains a URL's query string.
+    """
+
+    def __init__(self, reason: DeadLetterReason, message: str) -> None:
+        self.reason = reason
+        self.message = redact_text(message)[:_MAX_MESSAGE_CHARS]
+        super().__init__(f"{reason}: {self.message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """The image owner's consent as recorded by the producer; ``purposes`` are lower-case names."""
+
+    granted: bool
+    purposes: frozenset[str]
+    granted_at: datetime | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Submission:
+    """An accepted ``image-submitted.v1`` document; ``repr`` redacts the URL (it may hold a SAS token)."""
+
+    id: str
+    image_url: str
+    submitted_at: datetime | None = None
+    source: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    consent: Consent | None = None
+
+    def __repr__(self) -> str:
+        return f"Submission(id={self.id!r}, image_url={redact_url(self.image_url)!r}, source={self.source!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """Acceptance rules beyond the schema: size, URL hosts and consent (usually from settings and the policy).
+
+    ``url_hosts`` empty means any public host; ``*.example.com`` matches subdomains of example.com only.
+    ``consent_required`` demands consent whose purposes include every one of ``consent_purposes``.
+    """
+
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    url_hosts: tuple[str, ...] = ()
+    consent_required: bool = False
+    consent_purposes: frozenset[str] = frozenset()
+
+
+_DEFAULT_GUARD: Final = Guard()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCoordinates:
+    """Where a consumed record came from; ``timestamp_ms`` is the record's Kafka timestamp."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+
+
+def default_schemas_dir() -> Path:
+    """The repository's ``schemas/`` directory, found next to the ``worker`` package (editable checkouts)."""
+    return Path(__file__).resolve().parent.parent / "schemas"
+
+
+def _is_rfc3339(value: object) -> bool:
+    if not isinstance(value, str):
+        return True  # formats only constrain strings; "type" rejects the rest
+    if not _RFC3339.match(value):
+        return False
+    try:
+        datetime.fromisoformat(value.upper())
+    except ValueError:  # e.g. month 13 or Feb 30 pass the regex but are not dates
+        return False
+    return True
+
+
+def _format_checker() -> FormatChecker:
+    """A private checker: jsonschema's "date-time" needs an optional package, so we check RFC 3339 here."""
+    checker = FormatChecker()
+    checker.checks("date-time")(_is_rfc3339)
+    return checker
+
+
+def _describe(error: ValidationError) -> str:
+    """Name the failing path and rule; quote the rule, never the instance (it may be a URL with a token)."""
+    if error.validator in ("required", "additionalProperties", "propertyNames"):
+        detail = error.message  # these name keys, not values; redact_text still runs over them
+    elif error.validator == "pattern":
+        detail = "fails pattern"  # the schema documents it; quoted, "https://..." would read as a URL
+    else:
+        detail = f"fails {error.validator} {orjson.dumps(error.validator_value).decode()[:80]}"
+    return f"{error.json_path}: {detail}"
+
+
+class Contracts:
+    """The compiled validators, built once at start-up and shared; validation is thread-safe and pure."""
+
+    def __init__(self, validators: Mapping[SchemaName, Draft202012Validator]) -> None:
+        missing = set(SchemaName) - set(validators)
+        if missing:
+            raise ConfigurationError(f"no validator for {sorted(missing)}")
+        self._validators = dict(validators)
+
+    @classmethod
+    def load(cls, schemas_dir: Path | None = None) -> Contracts:
+        """Read and compile every schema in ``schemas_dir`` (default: ``default_schemas_dir()``).
+
+        Raises ``ConfigurationError`` when a file is missing, not JSON, or not a valid 2020-12 schema.
+        """
+        directory = default_schemas_dir() if schemas_dir is None else schemas_dir
+        checker = _format_checker()
+        validators: dict[SchemaName, Draft202012Validator] = {}
+        for name in SchemaName:
+            path = directory / f"{name}.json"
+            try:
+                schema = orjson.loads(path.read_bytes())
+                Draft202012Validator.check_schema(schema)
+            except (OSError, orjson.JSONDecodeError, SchemaError) as exc:
+                raise ConfigurationError(f"cannot load schema {name} from {path}: {exc}") from exc
+            validators[name] = Draft202012Validator(schema, format_checker=checker)
+        return cls(validators)
+
+    def describe_violation(self, name: SchemaName, document: object) -> str | None:
+        """``None`` if ``document`` satisfies schema ``name``, else one line naming the failing path/rule."""
+        validator = self._validators[name]
+        if validator.is_valid(document):
+            return None
+        error = best_match(validator.iter_errors(document))
+        return redact_text(_describe(error))[:_MAX_MESSAGE_CHARS]
+
+    def decode_submission(self, raw: bytes | None, guard: Guard | None = None) -> Submission:
+        """Decode one record value into a ``Submission`` or raise ``InvalidSubmission``.
+
+        Checks, in order: a value is present, at most ``guard.max_value_bytes``, UTF-8, JSON, schema-valid,
+        then the guard (https to a public or allowlisted host, consent as required). ``None``: ``Guard()``.
+        """
+        guard = _DEFAULT_GUARD if guard is None else guard
+        if not raw:
+            raise InvalidSubmission(DeadLetterReason.EMPTY_VALUE, "the record has no value")
+        if len(raw) > guard.max_value_bytes:
+            raise InvalidSubmission(
+                DeadLetterReason.OVERSIZED, f"value is {len(raw)} bytes; the limit is {guard.max_value_bytes}"
+            )
+        document = _parse_json(raw)
+        violation = self.describe_violation(SchemaName.IMAGE_SUBMITTED, document)
+        if violation is not None:
+            raise InvalidSubmission(DeadLetterReason.SCHEMA_INVALID, violation)
+        submission = _submission_from(document)
+        check_url(submission.image_url, guard)
+        check_consent(submission.consent, guard)
+        return submission
+
+
+def _parse_json(raw: bytes) -> object:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as utf8_error:
+            message = f"value is not UTF-8 (byte {utf8_error.start})"
+            raise InvalidSubmission(DeadLetterReason.NOT_UTF8, message) from None
+        raise InvalidSubmission(DeadLetterReason.NOT_JSON, f"value is not JSON: {exc.msg}") from None
+
+
+def _datetime_or_none(value: object) -> datetime | None:
+    return datetime.fromisoformat(value.upper()) if isinstance(value, str) else None
+
+
+def _submission_from(document: Any) -> Submission:
+    """Build the value object from a schema-valid document (so every key access is safe)."""
+    consent_doc = document.get("consent")
+    consent = None
+    if consent_doc is not None:
+        consent = Consent(
+            granted=consent_doc["granted"],
+            purposes=frozenset(consent_doc["purposes"]),
+            granted_at=_datetime_or_none(consent_doc.get("granted_at")),
+            reference=consent_doc.get("reference"),
+        )
+    return Submission(
+        id=document["id"],
+        image_url=document["image"]["url"],
+        submitted_at=_datetime_or_none(document.get("submitted_at")),
+        source=document.get("source"),
+        metadata=MappingProxyType(dict(document.get("metadata", {}))),
+        consent=consent,
+    )
+
+
+def _split(url: str) -> tuple[SplitResult, str]:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        raise InvalidSubmission(
+            DeadLetterReason.UNSAFE_URL, f"cannot parse image URL {redact_url(url)}"
+        ) from None
+    return parts, (host or "").rstrip(".")
+
+
+def _host_is_unsafe(host: str) -> str | None:
+    """Why ``host`` is not a public internet host, or ``None`` if it looks like one."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if not address.is_global or address.is_multicast:
+            return "targets a private, loopback, link-local or reserved address"
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return "targets localhost"
+    if _NUMERIC_LABEL.match(host.rpartition(".")[2]):
+        return "has a numeric host that is not a plain IP address"
+    return None
+
+
+def host_allowed(host: str, patterns: Sequence[str]) -> bool:
+    """True if ``host`` equals a pattern or, for ``*.suffix``, is a subdomain of suffix (case-insensitive)."""
+    host = host.lower().rstrip(".")
+    for pattern in patterns:
+        pattern = pattern.lower().rstrip(".")  # noqa: PLW2901 - normalising the loop value is the point
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def check_url(url: str, guard: Guard) -> None:
+    """Raise ``InvalidSubmission`` unless ``url`` is https, credential-free, public and on the allowlist."""
+    parts, host = _split(url)
+    redacted = redact_url(url)
+    if parts.scheme != "https" or not host:
+        raise InvalidSubmission(DeadLetterReason.UNSAFE_URL, f"image URL {redacted} is not https with a host")
+    if "@" in parts.netloc or "\\" in parts.netloc:
+        raise InvalidSubmission(DeadLetterReason.UNSAFE_URL, f"image URL {redacted} carries userinfo")
+    unsafe = _host_is_unsafe(host)
+    if unsafe is not None:
+        raise InvalidSubmission(DeadLetterReason.UNSAFE_URL, f"image URL {redacted} {unsafe}")
+    if guard.url_hosts and not host_allowed(host, guard.url_hosts):
+        raise InvalidSubmission(
+            DeadLetterReason.HOST_NOT_ALLOWED, f"image host {host} is not on the allowlist"
+        )
+
+
+def check_consent(consent: Consent | None, guard: Guard) -> None:
+    """Raise ``InvalidSubmission`` for refused consent, or for missing consent/purposes the guard requires.
+
+    Consent explicitly refused (``granted`` false) is honoured whether or not the policy requires consent.
+    """
+    if consent is not None and not consent.granted:
+        raise InvalidSubmission(DeadLetterReason.CONSENT_MISSING, "consent was refused (granted is false)")
+    if not guard.consent_required:
+        return
+    if consent is None:
+        raise InvalidSubmission(DeadLetterReason.CONSENT_MISSING, "consent is required but absent")
+    uncovered = sorted(guard.consent_purposes - consent.purposes)
+    if uncovered:
+        raise InvalidSubmission(
+            DeadLetterReason.CONSENT_MISSING, f"consent does not cover purposes {uncovered}"
+        )
+
+
+def _utc_text(moment: datetime) -> str:
+    if moment.utcoffset() is None:
+        raise ValueError("timestamps in contracts must be timezone-aware")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def encode_result(
+    *,
+    submission: Submission,
+    verdict: Verdict,
+    policy_version: str,
+    model_version: str | None,
+    analyzed_at: datetime,
+    source: SourceCoordinates,
+    worker_version: str,
+    tags: Sequence[Tag] = (),
+) -> bytes:
+    """Serialise a ``moderation-result.v1`` document; the image URL is written redacted.
+
+    ``tags`` are the ones worth showing downstream (matched or top tags); at most ``MAX_RESULT_TAGS`` are
+    kept, highest confidence first. ``analyzed_at`` must be timezone-aware.
+    """
+    reasons = [
+        {
+            key: value
+            for key, value in (
+                ("rule", reason.rule),
+                ("tag", reason.tag),
+                ("confidence", reason.confidence),
+                ("detail", None if reason.detail is None else redact_text(reason.detail)[:256]),
+            )
+            if value is not None
+        }
+        for reason in verdict.reasons
+    ]
+    kept = sorted(tags, key=lambda tag: (-tag.confidence, tag.name))[:MAX_RESULT_TAGS]
+    document: dict[str, object] = {
+        "schema": str(SchemaName.MODERATION_RESULT),
+        "id": submission.id,
+        "decision": str(verdict.decision),
+        "reasons": reasons,
+        "policy_version": policy_version,
+        "model_version": model_version,
+        "analyzed_at": _utc_text(analyzed_at),
+        "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset},
+        "image": {"url": redact_url(submission.image_url)},
+        "worker_version": worker_version,
+    }
+    if kept:
+        document["tags"] = [{"name": tag.name, "confidence": tag.confidence} for tag in kept]
+    return orjson.dumps(document)
+
+
+def encode_dead_letter(
+    *,
+    error: InvalidSubmission,
+    value: bytes | None,
+    key: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]],
+    source: SourceCoordinates,
+    failed_at: datetime,
+    worker_version: str,
+    keep_value_bytes: int = DEFAULT_KEEP_VALUE_BYTES,
+) -> bytes:
+    """Serialise a ``dead-letter.v1`` document carrying the original record (base64) and the typed error.
+
+    A value longer than ``keep_value_bytes`` is cut to that prefix (``truncated`` true) so the dead letter
+    itself fits the broker's record limit; ``value_sha256`` always hashes the whole original.
+    """
+    coordinates: dict[str, object] = {
+        "topic": source.topic,
+        "partition": source.partition,
+        "offset": source.offset,
+    }
+    if source.timestamp_ms is not None:
+        coordinates["timestamp_ms"] = source.timestamp_ms
+    truncated = value is not None and len(value) > keep_value_bytes
+    document = {
+        "schema": str(SchemaName.DEAD_LETTER),
+        "original": {
+            "value_b64": _b64(value[:keep_value_bytes] if value is not None else None),
+            "value_bytes": 0 if value is None else len(value),
+            "value_sha256": None if value is None else hashlib.sha256(value).hexdigest(),
+            "truncated": truncated,
+            "key_b64": _b64(key),
+            "headers": [{"key": name[:256], "value_b64": _b64(data)} for name, data in headers[:MAX_HEADERS]],
+        },
+        "error": {"class": str(error.reason), "message": error.message},
+        "source": coordinates,
+        "failed_at": _utc_text(failed_at),
+        "worker_version": worker_version,
+    }
+    return orjson.dumps(document)
