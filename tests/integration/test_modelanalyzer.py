@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from worker.analyzer import Analyzer
+from worker.dev.emulator_state import TagSource
 from worker.dev.modeltags import ModelTagSource
 from worker.dev.samples import SampleServer, write_samples
 from worker.domain import Analysis, Decision, Tag
@@ -40,6 +42,8 @@ async def server(sample_dir: Path) -> AsyncIterator[SampleServer]:
 
 @pytest.fixture
 async def analyzer(model: ImageModel) -> AsyncIterator[ModelAnalyzer]:
+    seam: Analyzer = ModelAnalyzer(model)  # mypy checks that ModelAnalyzer fits the worker's Analyzer seam
+    await seam.aclose()
     analyzer = ModelAnalyzer(model, allow_http_hosts={"127.0.0.1"}, max_image_bytes=1_000_000)
     yield analyzer
     await analyzer.aclose()
@@ -165,7 +169,8 @@ async def test_model_tag_source_gives_the_emulator_the_models_tags(
 ) -> None:
     """The emulator's model mode sees exactly ImageModel's tags for the same bytes."""
     source = ModelTagSource(model)
+    protocol_view: TagSource = source  # mypy checks the emulator's protocol here
     image = (sample_dir / "chelsea.png").read_bytes()
     expected = model.tags(image)
-    assert expected == await source.tags_for(image)
+    assert expected == await protocol_view.tags_for(image)
     assert model.version == source.model_version
