@@ -355,6 +355,10 @@ class Metrics:
         finally:
             self._in_flight.dec()
 
+    def set_in_flight(self, count: int) -> None:
+        """Publish how many messages are in flight (for owners that count them themselves)."""
+        self._in_flight.set(count)
+
     # --- analyzer and quota -------------------------------------------------------------------------
 
     def observe_analyzer_call(self, outcome: AnalyzerOutcome, seconds: float) -> None:
