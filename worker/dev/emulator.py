@@ -124,7 +124,7 @@ async def _analyze(request: web.Request) -> web.StreamResponse:
 
 async def _decide(state: EmulatorState, request: web.Request) -> _Outcome:
     """The answer to one analyze-route call, checked in the service's order; raises RequestRejected."""
-    if request.method != hdrs.METH_POST or not _SLASHES.sub("/", request.path).endswith(ROUTE_SUFFIX):
+    if request.method != hdrs.METH_POST or not _on_route(request.path, state.config.route_prefix):
         raise RequestRejected(NAMED_ERRORS["NotFound"])
     if not _authorized(request.headers, state.config.key):
         raise RequestRejected(NAMED_ERRORS["Unauthorized"])
@@ -141,6 +141,13 @@ async def _decide(state: EmulatorState, request: web.Request) -> _Outcome:
         )
     state.scripted_total += 1
     return await _scripted(state, options, image, step)
+
+
+def _on_route(path: str, prefix: str | None) -> bool:
+    """Any path ending in the route (contract §6.1), or exactly ``prefix + route`` when a prefix is set;
+    repeated slashes count as one, because a portal endpoint ends in '/' and the SDK appends '/...'."""
+    path = _SLASHES.sub("/", path)
+    return path.endswith(ROUTE_SUFFIX) if prefix is None else path == prefix.rstrip("/") + ROUTE_SUFFIX
 
 
 def _authorized(headers: Mapping[str, str], key: str) -> bool:
@@ -359,6 +366,7 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=int, default=0, help="extra latency of every analyze call")
     parser.add_argument("--rate-limit", type=int, help="analyze calls admitted per window; 429 above")
     parser.add_argument("--rate-window-s", type=float, default=1.0, help="the rate limit's window")
+    parser.add_argument("--route-prefix", help="serve only PREFIX/computervision/... (default: any prefix)")
     return parser.parse_args(list(argv))
 
 
@@ -387,6 +395,7 @@ def main(argv: Sequence[str]) -> int:
             latency_ms=args.latency_ms,
             rate_limit_per_s=args.rate_limit,
             rate_window_s=args.rate_window_s,
+            route_prefix=args.route_prefix,
         )
         if args.rate_limit is not None:
             SlidingWindowLimiter(args.rate_limit, args.rate_window_s, time.monotonic)  # validate early

@@ -44,9 +44,20 @@ class ImageFetcher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EmulatorConfig:
-    """How the emulator behaves. ``rate_limit_per_s`` admits at most that many analyze calls in any window of
-    ``rate_window_s`` seconds (``None``: unlimited); ``latency_ms`` is added to every analyze call;
-    ``default_size`` is the metadata of URL images that no fixture sizes; ``clock`` is monotonic seconds."""
+    """How the emulator behaves.
+
+    - ``key``: the accepted ``Ocp-Apim-Subscription-Key``; any ``Authorization: Bearer`` token passes too.
+    - ``fixtures``: the scripts at start and after a reset.
+    - ``latency_ms``: added to every analyze-route call.
+    - ``rate_limit_per_s``: at most that many analyze calls in any ``rate_window_s`` seconds; ``None`` is
+      unlimited. Calls above it get 429 with ``Retry-After``.
+    - ``tag_source`` / ``fetcher``: where unscripted images' tags come from; no fetcher means URLs are never
+      fetched and their tags follow from the URL (fixture mode).
+    - ``default_size``: the metadata of URL images no fixture sizes.
+    - ``route_prefix``: ``None`` serves the route under any path prefix (contract §6.1); a string serves only
+      ``prefix + /computervision/imageanalysis:analyze``, so a wrong endpoint path gets 404.
+    - ``clock``: monotonic seconds, for the rate limit.
+    """
 
     key: str = field(default="emulator-key", repr=False)
     fixtures: Scripts = field(default_factory=dict)
@@ -56,6 +67,7 @@ class EmulatorConfig:
     tag_source: TagSource = field(default_factory=HashTagSource)
     fetcher: ImageFetcher | None = None
     default_size: tuple[int, int] = (864, 576)
+    route_prefix: str | None = None
     model_version: str = MODEL_VERSION
     clock: Callable[[], float] = time.monotonic
 
