@@ -24,11 +24,19 @@ DEAD_LETTER_REASONS: Final = (
     "consent_missing",
     "empty_value",
 )
-ANALYZER_OUTCOMES: Final = ("ok", "throttled", "server", "timeout", "connection", "image", "fatal")
+AnalyzerOutcome = Literal["ok", "throttled", "server", "timeout", "connection", "image", "fatal"]
+ANALYZER_OUTCOMES: Final[tuple[AnalyzerOutcome, ...]] = (
+    "ok",
+    "throttled",
+    "server",
+    "timeout",
+    "connection",
+    "image",
+    "fatal",
+)
 ANALYZER_ERROR_OUTCOMES: Final = ("server", "timeout", "connection", "fatal")
 """Outcomes that spend the analyzer error budget (docs/alerts.md); throttled and image are not ours."""
 
-AnalyzerOutcome = Literal["ok", "throttled", "server", "timeout", "connection", "image", "fatal"]
 DriftDimension = Literal["decision_mix", "tag_detection", "tag_confidence"]
 
 CIRCUIT_STATES: Final = (0, 1, 2)
