@@ -99,11 +99,18 @@ class TokenBucket:
 class AimdRate:
     """The rate a replica may call at: ``target_per_s`` times a fraction that throttles lower, time restores.
 
-    A throttle at ``now`` blocks calls until ``now + retry_after_s`` and multiplies the fraction by
-    ``decrease_factor`` (never below ``floor_fraction``). From the end of the block the fraction grows by
-    ``increase_per_s`` (a fraction of the target per second) back to 1, never above. A throttle that arrives
-    while calls are already blocked comes from a call sent before the block: it may extend the block but does
-    not decrease again, so a burst of in-flight 429s counts as one signal.
+    A throttle at ``now`` blocks calls until ``now + retry_after_s`` and lowers the fraction:
+
+    - when the rate the service admitted just before is known (``observed_per_s``): to
+      ``min(current, observed) * (1 - ceiling_margin)``, capped there for ``ceiling_hold_s`` after the block.
+      The service has just told us its capacity, and every probe above it costs a whole Retry-After of
+      nothing; a throttle at the cap lowers it gently again, so the cap settles below the jitter;
+    - otherwise by ``decrease_factor`` (classic multiplicative decrease), without a cap.
+
+    The fraction never drops below ``floor_fraction``. From the end of the block it grows by
+    ``increase_per_s`` (a fraction of the target per second) up to the cap while the hold lasts, then up to 1,
+    never above. A throttle that arrives while calls are already blocked comes from a call sent before the
+    block: it extends the block but does not decrease again, so a burst of in-flight 429s is one signal.
     """
 
     def __init__(
@@ -114,6 +121,8 @@ class AimdRate:
         increase_per_s: float = 0.05,
         floor_fraction: float = 0.05,
         default_retry_after_s: float = 1.0,
+        ceiling_hold_s: float = 30.0,
+        ceiling_margin: float = 0.03,
     ) -> None:
         _check_rate(target_per_s)
         if not 0.0 < decrease_factor < 1.0:
@@ -127,9 +136,13 @@ class AimdRate:
         self._increase_per_s = increase_per_s
         self._floor_fraction = floor_fraction
         self._default_retry_after_s = default_retry_after_s
+        self._ceiling_hold_s = ceiling_hold_s
+        self._ceiling_keep = 1.0 - ceiling_margin
         self._fraction_at_anchor = 1.0
-        self._anchor_s = -math.inf  # additive increase runs from here
+        self._anchor_s = -math.inf  # additive increase runs from here (the end of the last block)
         self._blocked_until = -math.inf
+        self._cap = 1.0  # the fraction may not exceed this until _hold_until
+        self._hold_until = -math.inf
 
     @property
     def target_per_s(self) -> float:
@@ -143,9 +156,14 @@ class AimdRate:
 
     def fraction(self, now: float) -> float:
         """The share of the target allowed at ``now`` once unblocked, in ``[floor_fraction, 1]``."""
-        if self._fraction_at_anchor >= 1.0 or now <= self._anchor_s:
-            return self._fraction_at_anchor
-        return min(1.0, self._fraction_at_anchor + self._increase_per_s * (now - self._anchor_s))
+        start = self._fraction_at_anchor
+        if start >= 1.0 or now <= self._anchor_s:
+            return start
+        hold_end = max(self._hold_until, self._anchor_s)
+        if now <= hold_end:
+            return min(self._cap, start + self._increase_per_s * (now - self._anchor_s))
+        at_hold_end = min(self._cap, start + self._increase_per_s * (hold_end - self._anchor_s))
+        return min(1.0, max(start, at_hold_end) + self._increase_per_s * (now - hold_end))
 
     def rate_at(self, now: float) -> float:
         """Calls per second allowed at ``now``: 0 while blocked, else target times the fraction."""
@@ -153,22 +171,36 @@ class AimdRate:
             return 0.0
         return self._target_per_s * self.fraction(now)
 
-    def on_throttle(self, now: float, retry_after_s: float | None = None) -> bool:
-        """Record a throttle at ``now``; return whether it decreased the rate (False: already blocked)."""
+    def on_throttle(
+        self, now: float, retry_after_s: float | None = None, *, observed_per_s: float | None = None
+    ) -> bool:
+        """Record a throttle at ``now``; return whether it decreased the rate (False: already blocked).
+
+        ``observed_per_s``: calls the service admitted per second just before, if the caller measured it.
+        """
         block_s = self._default_retry_after_s if retry_after_s is None else max(0.0, retry_after_s)
         decrease = now >= self._blocked_until
         fraction = self.fraction(now)
-        if decrease:
-            fraction = max(self._floor_fraction, fraction * self._decrease_factor)
         self._blocked_until = max(self._blocked_until, now + block_s)
+        if decrease and observed_per_s and self._target_per_s > 0.0:
+            measured = min(fraction, observed_per_s / self._target_per_s) * self._ceiling_keep
+            fraction = max(self._floor_fraction, measured)
+            self._cap = fraction
+            self._hold_until = self._blocked_until + self._ceiling_hold_s
+        elif decrease:
+            fraction = max(self._floor_fraction, fraction * self._decrease_factor)
+            self._hold_until = -math.inf
+        elif self._hold_until > now:
+            self._hold_until = self._blocked_until + self._ceiling_hold_s
         self._fraction_at_anchor = fraction
         self._anchor_s = self._blocked_until
         return decrease
 
     def set_target(self, target_per_s: float) -> None:
-        """Change the target (on rebalance); the fraction, and so any recovery under way, carries over."""
+        """Change the target (on rebalance); the fraction carries over, a measured cap no longer applies."""
         _check_rate(target_per_s)
         self._target_per_s = target_per_s
+        self._hold_until = -math.inf
 
 
 class _Waiter:
@@ -183,7 +215,13 @@ class _Waiter:
 class QuotaLimiter:
     """Gates analyzer calls at this replica's share of the service quota; one instance per replica.
 
-    ``share_per_s = quota_per_s * assigned / total`` partitions (the whole quota until ``set_share``).
+    ``share_per_s = quota_per_s * assigned / total`` partitions (the whole quota until ``set_share``); calls
+    are paced at ``share * (1 - headroom_fraction)``: a service counting calls per window throttles a client
+    paced at exactly its limit on the first network jitter, and every throttle costs a whole Retry-After. The
+    burst is ``share * burst_s`` tokens, at least one: against a per-second window a burst is paid back
+    by a throttle, so the default is the minimum. On a throttle, the successes of the last
+    ``capacity_window_s`` tell ``AimdRate`` what the service admits.
+
     Callers queue FIFO; only the head of the queue sleeps, for exactly the time until a token or the end of a
     throttle block, and is woken early when the share or the block changes. Tokens are taken only when
     granted, so a cancelled waiter leaves nothing reserved and the next in line takes its place.
@@ -195,34 +233,43 @@ class QuotaLimiter:
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
-        burst_s: float = 0.25,
+        burst_s: float = 0.0,
+        headroom_fraction: float = 0.015,
         utilization_window_s: float = 10.0,
+        capacity_window_s: float = 1.0,
         decrease_factor: float = 0.5,
         increase_per_s: float = 0.05,
         floor_fraction: float = 0.05,
         default_retry_after_s: float = 1.0,
+        ceiling_hold_s: float = 30.0,
     ) -> None:
         _check_rate(quota_per_s)
-        if not burst_s > 0.0 or not utilization_window_s > 0.0:
-            raise ValueError("burst_s and utilization_window_s must be positive")
+        if burst_s < 0.0 or not 0.0 <= headroom_fraction < 1.0:
+            raise ValueError("burst_s must be >= 0 and headroom_fraction in [0, 1)")
+        if not (utilization_window_s > 0.0 and capacity_window_s > 0.0):
+            raise ValueError("utilization_window_s and capacity_window_s must be positive")
         self._clock = clock
         self._sleep = sleep
         self._quota_per_s = quota_per_s
         self._share_per_s = quota_per_s
         self._burst_s = burst_s
+        self._pace = 1.0 - headroom_fraction
         self._window_s = utilization_window_s
+        self._capacity_window_s = capacity_window_s
         self._aimd = AimdRate(
-            quota_per_s,
+            quota_per_s * self._pace,
             decrease_factor=decrease_factor,
             increase_per_s=increase_per_s,
             floor_fraction=floor_fraction,
             default_retry_after_s=default_retry_after_s,
+            ceiling_hold_s=ceiling_hold_s,
         )
         # One token to start: the first call goes at once, but replicas starting together do not burst.
         self._bucket = TokenBucket(quota_per_s, self._capacity(quota_per_s), clock, initial_tokens=1.0)
         self._waiters: deque[_Waiter] = deque()
         self._head_wait: asyncio.Future[None] | None = None
         self._grant_times: deque[float] = deque()
+        self._success_times: deque[float] = deque()
         self._created_at = clock()
         self.granted_total = 0
         self.throttled_total = 0
@@ -240,7 +287,7 @@ class QuotaLimiter:
 
     @property
     def rate_per_s(self) -> float:
-        """Calls per second allowed right now: 0 while blocked or without a share, else the AIMD rate."""
+        """Calls per second paced right now: 0 while blocked or without a share, else the AIMD rate."""
         return self._aimd.rate_at(self._clock()) if self._share_per_s > 0.0 else 0.0
 
     @property
@@ -260,7 +307,7 @@ class QuotaLimiter:
         0.0 without a share. Above 1.0 only by the burst allowance.
         """
         now = self._clock()
-        self._forget_grants_before(now - self._window_s)
+        _forget_before(self._grant_times, now - self._window_s)
         if self._share_per_s <= 0.0:
             return 0.0
         span_s = max(1.0, min(self._window_s, now - self._created_at))
@@ -296,13 +343,18 @@ class QuotaLimiter:
         self.throttled_total += 1
         self._sync_bucket(now)
         self._bucket.drain(now)
-        self._aimd.on_throttle(now, retry_after_s)
+        _forget_before(self._success_times, now - self._capacity_window_s)
+        observed_per_s = len(self._success_times) / self._capacity_window_s
+        self._aimd.on_throttle(now, retry_after_s, observed_per_s=observed_per_s)
         self._sync_bucket(now)
         self._wake_head()
 
     def on_success(self) -> None:
-        """A granted call succeeded; counted so throttled / successful ratios can be exported."""
+        """A granted call succeeded: the recent success rate is what a throttle lowers the rate to."""
+        now = self._clock()
         self.successes_total += 1
+        self._success_times.append(now)
+        _forget_before(self._success_times, now - self._capacity_window_s)
 
     def set_share(self, assigned_partitions: int, total_partitions: int) -> None:
         """Recompute the share after a rebalance: ``quota * assigned / total`` (0 partitions -> no calls)."""
@@ -314,7 +366,7 @@ class QuotaLimiter:
         share = self._quota_per_s * assigned_partitions / total_partitions if total_partitions else 0.0
         self._sync_bucket(now)
         self._share_per_s = share
-        self._aimd.set_target(share)
+        self._aimd.set_target(share * self._pace)
         self._bucket.set_rate(self._bucket.rate_per_s, burst=self._capacity(share), now=now)
         if share <= 0.0:
             self._bucket.drain(now)
@@ -340,7 +392,7 @@ class QuotaLimiter:
         if delay_s == 0.0:
             self.granted_total += 1
             self._grant_times.append(now)
-            self._forget_grants_before(now - self._window_s)
+            _forget_before(self._grant_times, now - self._window_s)
         return delay_s
 
     async def _wait_as_head(self, delay_s: float) -> None:
@@ -369,9 +421,10 @@ class QuotaLimiter:
         if was_head and self._waiters:
             self._waiters[0].turn.set()
 
-    def _forget_grants_before(self, cutoff: float) -> None:
-        while self._grant_times and self._grant_times[0] < cutoff:
-            self._grant_times.popleft()
+
+def _forget_before(times: deque[float], cutoff: float) -> None:
+    while times and times[0] <= cutoff:
+        times.popleft()
 
 
 def _check_rate(rate_per_s: float) -> None:

@@ -194,6 +194,26 @@ def test_missing_retry_after_blocks_for_the_default() -> None:
     assert aimd.blocked_until == 8.0
 
 
+def test_measured_capacity_sets_a_held_ceiling_just_below_it() -> None:
+    """Target 100/s, throttled at t=0 (Retry-After 1 s) after the service admitted 50/s.
+
+    Rate after the block: min(1.0, 50/100) * (1 - 0.03) = 0.485 -> 48.5/s, held until 1 + 30 = 31 s; then
+    additive increase of 5 %/s of the target: at t=32, 48.5 + 5 = 53.5/s.
+    """
+    aimd = AimdRate(100.0, ceiling_hold_s=30.0, ceiling_margin=0.03)
+    aimd.on_throttle(0.0, 1.0, observed_per_s=50.0)
+    assert [aimd.rate_at(t) for t in (1.0, 30.0, 31.0)] == pytest.approx([48.5, 48.5, 48.5])
+    assert aimd.rate_at(32.0) == pytest.approx(53.5)
+
+
+def test_throttled_again_at_the_ceiling_lowers_it_gently() -> None:
+    """A second throttle at the 48.5/s cap with 48 admitted: min(0.485, 0.48) * 0.97 = 0.4656 -> 46.56/s."""
+    aimd = AimdRate(100.0)
+    aimd.on_throttle(0.0, 1.0, observed_per_s=50.0)
+    aimd.on_throttle(5.0, 1.0, observed_per_s=48.0)
+    assert aimd.rate_at(6.0) == pytest.approx(46.56)
+
+
 def test_new_target_keeps_the_recovery_fraction() -> None:
     """A rebalance during recovery scales the rate: at 50 % of 20/s, a new target of 40/s gives 20/s."""
     aimd = AimdRate(20.0)
@@ -207,13 +227,13 @@ def test_new_target_keeps_the_recovery_fraction() -> None:
 
 async def test_first_acquire_is_immediate(vt: VirtualTime) -> None:
     """The limiter starts with one token: the first call waits 0 s."""
-    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
     assert await limiter.acquire() == 0.0
 
 
 async def test_sequential_calls_are_paced_at_the_quota(vt: VirtualTime) -> None:
     """At 10/s, 21 calls in a row take 2 s: the first at once, then one every 0.1 s."""
-    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
 
     async def calls() -> None:
         for _ in range(21):
@@ -227,7 +247,7 @@ async def test_sequential_calls_are_paced_at_the_quota(vt: VirtualTime) -> None:
 
 async def test_acquire_returns_seconds_waited(vt: VirtualTime) -> None:
     """The second call at 4/s waits 0.25 s and says so."""
-    limiter = QuotaLimiter(4.0, clock=vt.clock, sleep=vt.sleep)
+    limiter = QuotaLimiter(4.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
     await limiter.acquire()
     task = asyncio.create_task(limiter.acquire())
     await vt.run_until_done(task)
@@ -236,7 +256,7 @@ async def test_acquire_returns_seconds_waited(vt: VirtualTime) -> None:
 
 async def test_concurrent_callers_are_granted_in_arrival_order(vt: VirtualTime) -> None:
     """FIFO: five callers queued in order are granted in that order, one per 1/rate."""
-    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
     await limiter.acquire()
     order: list[tuple[int, float]] = []
 
@@ -251,7 +271,7 @@ async def test_concurrent_callers_are_granted_in_arrival_order(vt: VirtualTime) 
 
 async def test_waiting_is_not_a_busy_loop(vt: VirtualTime) -> None:
     """Ten queued callers hold exactly one timer between them: only the head of the queue sleeps."""
-    limiter = QuotaLimiter(1.0, clock=vt.clock, sleep=vt.sleep)
+    limiter = QuotaLimiter(1.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
     await limiter.acquire()
     tasks = [asyncio.create_task(limiter.acquire()) for _ in range(10)]
     await vt.settle()
@@ -263,7 +283,7 @@ async def test_waiting_is_not_a_busy_loop(vt: VirtualTime) -> None:
 
 async def test_cancelled_head_waiter_hands_its_turn_to_the_next_without_delay(vt: VirtualTime) -> None:
     """Cancelling the head at t=0.05 does not slow the next caller: granted at t=0.1 as the head would be."""
-    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
     await limiter.acquire()
     head = asyncio.create_task(limiter.acquire())
     second = asyncio.create_task(limiter.acquire())
@@ -276,7 +296,7 @@ async def test_cancelled_head_waiter_hands_its_turn_to_the_next_without_delay(vt
 
 async def test_cancelled_waiter_in_the_middle_leaves_the_queue(vt: VirtualTime) -> None:
     """A caller cancelled while queued behind others is removed; the rest keep their order and pace."""
-    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
     await limiter.acquire()
     tasks = [asyncio.create_task(limiter.acquire()) for _ in range(3)]
     await vt.settle()
@@ -293,7 +313,7 @@ async def test_throttle_stops_grants_until_retry_after_then_resumes_at_half_rate
     Rate after the block: 10/s * 0.5 = 5/s, so one token takes 0.2 s: granted at 2.0 + 0.2 = 2.2 s, when
     additive increase has lifted the rate to 10/s * (0.5 + 0.05/s * 0.2 s) = 5.1/s.
     """
-    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
     await limiter.acquire()
     waiting = asyncio.create_task(limiter.acquire())
     await vt.settle()
@@ -304,9 +324,27 @@ async def test_throttle_stops_grants_until_retry_after_then_resumes_at_half_rate
     assert pytest.approx(limiter.rate_per_s) == 5.1
 
 
+async def test_default_headroom_paces_just_below_the_share(vt: VirtualTime) -> None:
+    """By default calls are paced at 98.5 % of the share, so jitter does not push a window over the quota."""
+    limiter = QuotaLimiter(100.0, clock=vt.clock, sleep=vt.sleep)
+    assert limiter.share_per_s == 100.0
+    assert limiter.rate_per_s == pytest.approx(98.5)
+
+
+async def test_throttle_after_successes_resumes_just_below_the_observed_rate(vt: VirtualTime) -> None:
+    """50 successes in the last second, then a 429: after the block the rate is 50 * 0.97 = 48.5/s."""
+    limiter = QuotaLimiter(100.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
+    for _ in range(50):
+        limiter.on_success()
+        await vt.advance(0.01)
+    limiter.on_throttled(1.0)
+    await vt.advance(1.0)
+    assert limiter.rate_per_s == pytest.approx(48.5)
+
+
 async def test_no_share_blocks_until_partitions_are_assigned(vt: VirtualTime) -> None:
     """With 0 of 6 partitions acquire blocks (no timer); assigning 2 of 6 grants at a third of the quota."""
-    limiter = QuotaLimiter(30.0, clock=vt.clock, sleep=vt.sleep)
+    limiter = QuotaLimiter(30.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
     limiter.set_share(0, 6)
     task = asyncio.create_task(limiter.acquire())
     await vt.advance(100.0)
@@ -319,7 +357,9 @@ async def test_no_share_blocks_until_partitions_are_assigned(vt: VirtualTime) ->
 
 async def test_utilization_is_granted_rate_over_share(vt: VirtualTime) -> None:
     """Calls granted at the full share for a whole window read as utilization 1.0; idle reads 0."""
-    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep, utilization_window_s=5.0)
+    limiter = QuotaLimiter(
+        10.0, clock=vt.clock, sleep=vt.sleep, utilization_window_s=5.0, headroom_fraction=0.0
+    )
 
     async def calls() -> None:
         for _ in range(100):
@@ -334,7 +374,7 @@ async def test_utilization_is_granted_rate_over_share(vt: VirtualTime) -> None:
 
 async def test_success_and_throttle_counters(vt: VirtualTime) -> None:
     """The limiter counts outcomes reported to it so the metrics layer can export them."""
-    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep)
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
     limiter.on_success()
     limiter.on_success()
     limiter.on_throttled(None)
