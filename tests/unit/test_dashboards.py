@@ -19,6 +19,7 @@ DASHBOARDS = ROOT / "dashboards"
 RULES = DASHBOARDS / "alerts" / "moderation-rules.yml"
 RULE_TESTS = DASHBOARDS / "alerts" / "moderation-rules.test.yml"
 ALERTS_DOC = ROOT / "docs" / "alerts.md"
+METRICS_DOC = ROOT / "docs" / "metrics.md"
 EXPECTED_DASHBOARDS = {
     "moderation-overview.json",
     "moderation-analyzer-quota.json",
@@ -192,3 +193,15 @@ def test_every_alert_has_a_firing_and_a_silent_unit_test_case() -> None:
     for name in (rule["alert"] for rule in alert_rules()):
         outcomes = {bool(case["exp_alerts"]) for case in cases if case["alertname"] == name}
         assert outcomes == {True, False}, name
+
+
+def test_the_documented_catalogue_lists_exactly_the_exported_metrics() -> None:
+    """docs/metrics.md is the SRE's reference; a metric missing there (or a stale row) misleads on-call."""
+    registry = CollectorRegistry()
+    Metrics(registry, version="test")
+    suffix = {"counter": "_total", "info": "_info"}
+    exported = {family.name + suffix.get(family.type, "") for family in registry.collect()}
+
+    documented = set(re.findall(r"^\| `(moderation_\w+)` \|", METRICS_DOC.read_text(), flags=re.MULTILINE))
+
+    assert documented == exported
