@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.fixtures.prometheus import require_binary
 
@@ -25,7 +26,8 @@ def test_promtool_accepts_the_rule_file() -> None:
     result = promtool("check", "rules", "moderation-rules.yml")
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 15 rules found" in result.stdout
+    groups = yaml.safe_load((ALERTS / "moderation-rules.yml").read_text())["groups"]
+    assert f"SUCCESS: {sum(len(group['rules']) for group in groups)} rules found" in result.stdout
 
 
 def test_promtool_unit_tests_of_every_alert_pass() -> None:
