@@ -178,6 +178,10 @@ def test_empty_scenes_give_empty_lists() -> None:
 def test_unscripted_error_statuses_get_an_envelope() -> None:
     """A fixture's bare status gets the catalogue entry, or the status as the code."""
     assert NAMED_ERRORS["ServiceUnavailable"] == error_for_status(503)
+    assert (NAMED_ERRORS["TooManyRequests"].body(), ()) == (
+        error_for_status(429).body(),
+        error_for_status(429).headers,
+    )
     assert error_for_status(418).body() == {
         "error": {"code": "418", "message": "The request failed with status 418."}
     }

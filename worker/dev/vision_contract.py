@@ -7,6 +7,7 @@ here is marked in the docstring of the function that makes it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -73,7 +74,7 @@ class ServiceError:
         return {"error": error}
 
 
-class RequestRejected(Exception):  # noqa: N818 - it carries an answer, the name says what happened
+class RequestRejected(Exception):
     """Raised by the request checks; ``error`` is the answer the service gives."""
 
     def __init__(self, error: ServiceError) -> None:
@@ -145,11 +146,12 @@ _BY_STATUS = {error.status: error for error in NAMED_ERRORS.values() if error.st
 
 
 def error_for_status(status: int) -> ServiceError:
-    """The canned answer for an error status (>= 400) scripted without a body; unnamed statuses use the
-    status number as the code, as the gateway does."""
+    """The envelope for an error status (>= 400) scripted without a body; unnamed statuses use the status
+    number as the code, as the gateway does. No extra headers: a scripted 429 carries ``Retry-After`` only
+    if the script adds it, so both SDK behaviours (retry or raise at once) can be scripted."""
     known = _BY_STATUS.get(status)
     if known is not None:
-        return known
+        return dataclasses.replace(known, headers=())
     if status == 400:
         return _bad_request("The request is invalid.")
     return ServiceError(status, str(status), f"The request failed with status {status}.")
