@@ -193,6 +193,15 @@ def test_in_flight_gauge_counts_the_enclosed_block_even_when_it_raises() -> None
     assert value(registry, "moderation_in_flight_messages") == 0.0
 
 
+def test_set_in_flight_publishes_a_count_kept_by_the_caller() -> None:
+    """Owners that count their own tasks publish the number directly."""
+    metrics, registry = make_metrics()
+
+    metrics.set_in_flight(7)
+
+    assert value(registry, "moderation_in_flight_messages") == 7.0
+
+
 def test_revoked_partitions_lose_their_lag_and_offset_series() -> None:
     """After a rebalance only the owner of a partition exports its lag, so lag alerts do not linger."""
     metrics, registry = make_metrics()
