@@ -264,3 +264,17 @@ async def test_unscripted_images_get_the_same_tags_on_every_run_and_sas_token(
     expected_by_url = [name for name, _ in default_tags(strip_query(CAT).encode())]
     assert answers[0] == answers[1]
     assert expected_by_url == answers[0][0]
+
+
+async def test_scripted_headers_replace_the_defaults_whatever_their_case(
+    start: Callable[..., Emulator],
+) -> None:
+    """``{"error": "TooManyRequests", "headers": {"retry-after": "2"}}`` sends one Retry-After, of 2 s."""
+    fixtures = parse_fixtures({CAT: {"error": "TooManyRequests", "headers": {"retry-after": "2"}}})
+    received: list[AsyncHttpResponse] = []
+    async with start(fixtures=fixtures) as emulator, sdk_client(emulator.endpoint, TEST_KEY) as client:
+        error = await http_error(
+            client, CAT, TAGS, raw_response_hook=lambda response: received.append(response.http_response)
+        )
+    retry_after = received[0].headers.getall("Retry-After")  # type: ignore[attr-defined]
+    assert (error.status_code, retry_after) == (429, ["2"])

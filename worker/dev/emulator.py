@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from worker.dev.emulator_state import (
     EMULATOR_STATE,
@@ -244,18 +245,20 @@ _SERVICE_HEADERS = {
 def _respond(outcome: _Outcome) -> web.Response:
     """Headers as the real service sends them; the gateway 401 has only apim-request-id, as recorded."""
     request_id = str(uuid.uuid4())
-    headers: dict[str, str] = {"apim-request-id": request_id}
+    headers: CIMultiDict[str] = CIMultiDict({"apim-request-id": request_id})
     if outcome.status == 401:
         headers[hdrs.CONTENT_TYPE] = "application/json"
     else:
-        headers |= _SERVICE_HEADERS | {hdrs.CONTENT_TYPE: "application/json; charset=utf-8"}
+        headers.update(_SERVICE_HEADERS)
+        headers[hdrs.CONTENT_TYPE] = "application/json; charset=utf-8"
         headers["request-id"] = request_id
         if outcome.status in (200, 400):
             headers["CSP-Billing-Usage"] = "CognitiveServices.ComputerVision.Transaction=1"
     error = outcome.body.get("error") if isinstance(outcome.body, dict) else None
     if outcome.status >= 400 and outcome.status != 401 and isinstance(error, dict) and "code" in error:
         headers["x-ms-error-code"] = str(error["code"])
-    headers |= dict(outcome.headers)
+    for name, value in outcome.headers:  # later ones (a step's) replace same-named ones, whatever the case
+        headers[name] = value
     return web.Response(
         status=outcome.status, reason=outcome.reason, body=orjson.dumps(outcome.body), headers=headers
     )
