@@ -78,6 +78,17 @@ def test_every_schema_names_itself_in_its_id(name: SchemaName) -> None:
     assert name == schema["title"]
 
 
+def json_blocks(markdown: Path) -> list[Any]:
+    """The JSON code blocks of a Markdown page, parsed, in order."""
+    return [orjson.loads(block.split("```", 1)[0]) for block in markdown.read_text().split("```json\n")[1:]]
+
+
+def test_the_contracts_page_shows_exactly_the_example_files() -> None:
+    """docs/contracts.md and the tests share one set of examples, so the page cannot drift from them."""
+    expected = [example(name) for name in SchemaName]
+    assert expected == json_blocks(default_schemas_dir().parent / "docs" / "contracts.md")
+
+
 def test_dead_letter_reasons_are_exactly_the_schema_error_classes() -> None:
     """The enum and ``dead-letter.v1`` list the same closed set of error classes."""
     schema = orjson.loads((default_schemas_dir() / "dead-letter.v1.json").read_bytes())

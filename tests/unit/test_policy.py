@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.resources
 import math
 import random
 from pathlib import Path
@@ -193,6 +194,15 @@ def test_bundled_default_and_example_policies_load() -> None:
     assert expected_modes == (default.mode, example.mode)
     assert default.version.startswith("sha256:")
     assert len(default.version) == len("sha256:") + 16
+
+
+def test_the_policy_page_shows_the_bundled_default_and_the_example() -> None:
+    """docs/policy.md quotes the real files, so its examples are valid policies by construction."""
+    default = importlib.resources.files("worker").joinpath("policies/default.json").read_bytes()
+    example = (default_schemas_dir() / "examples" / "policy.v1.json").read_bytes()
+    page = (default_schemas_dir().parent / "docs" / "policy.md").read_text()
+    blocks = [orjson.loads(block.split("```", 1)[0]) for block in page.split("```json\n")[1:]]
+    assert [orjson.loads(default), orjson.loads(example)] == blocks
 
 
 def test_defaults_are_filled_into_each_tag() -> None:
