@@ -22,7 +22,7 @@ from worker.errors import (
 from worker.redact import redact_text
 
 #: inner codes that say the image itself is unusable: route it, don't retry
-IMAGE_CODES = frozenset({"InvalidImageFormat", "InvalidImageSize", "InvalidImageUrl", "NotAccessible"})
+IMAGE_CODES = frozenset({"InvalidImageFormat", "InvalidImageSize", "InvalidImageUrl"})
 #: inner codes that say our request is wrong (features, language, ratios): no image will ever succeed
 CONFIGURATION_CODES = frozenset({"NotSupportedVisualFeature", "NotSupportedLanguage", "BadArgument"})
 #: the longest Retry-After we honour as "throttled"; F0 answers days-long waits with 403 instead

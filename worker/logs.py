@@ -88,3 +88,5 @@ def configure_logging(level: str, stream: IO[str] | None = None) -> None:
     handler.setFormatter(JsonLineFormatter())
     root.addHandler(handler)
     root.setLevel(numeric)
+    # azure-core logs every request and response at INFO: noise at our volume, and it names the endpoint.
+    logging.getLogger("azure").setLevel(max(numeric, logging.WARNING))

@@ -120,7 +120,7 @@ class Moderator:
     ) -> Routed:
         model_version = analysis.model_version if analysis is not None else None
         matched = {reason.tag for reason in verdict.reasons if reason.tag}
-        tags = tuple(tag for tag in analysis.tags if tag.name in matched) if analysis else ()
+        tags = tuple(tag for tag in analysis.tags if tag.name.casefold() in matched) if analysis else ()
         value = encode_result(
             submission=submission,
             verdict=verdict,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,14 @@ class PipelineMetrics:
 
     def lag(self, tp: TopicPartition, records: int, seconds: float) -> None:
         self._metrics.set_lag(tp.topic, tp.partition, records, seconds)
+
+    def assigned(self, committed: Mapping[TopicPartition, int | None]) -> None:
+        """A rebalance finished: publish the assignment and where each partition resumes."""
+        self._metrics.set_assignment([(tp.topic, tp.partition) for tp in committed])
+        self._health.assigned_partitions = len(committed)
+        for tp, offset in committed.items():
+            if offset is not None:
+                self._metrics.set_committed_offset(tp.topic, tp.partition, offset)
 
 
 class CallMetrics:
@@ -123,9 +131,7 @@ async def publish_periodically(
         captured = drift.capture(now)
         if captured and drift_state_file is not None:
             save_reference(drift_state_file, drift.captured)
-            log.info(
-                "drift reference captured", extra={"event": "drift_reference_captured", "keys": len(captured)}
-            )
+            log.info("drift_reference_captured", extra={"keys": len(captured)})
         for (dimension, tag), proportions in drift.reference.distributions.items():
             metrics.set_reference(dimension, tag, proportions)  # type: ignore[arg-type]
         for (dimension, tag), score in drift.scores(now).items():

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -64,9 +64,10 @@ class PipelineObserver(Protocol):
     def partitions(self, assigned: int, paused: int) -> None: ...
     def committed(self, offsets: dict[TopicPartition, int], duration_s: float) -> None: ...
     def lag(self, tp: TopicPartition, records: int, seconds: float) -> None: ...
+    def assigned(self, committed: Mapping[TopicPartition, int | None]) -> None: ...
 
 
-class WorkerStopped(Exception):  # noqa: N818 - it names the outcome, like asyncio.CancelledError
+class WorkerStopped(Exception):
     """The pipeline stopped because of a fatal error; ``cause`` says which."""
 
     def __init__(self, cause: BaseException) -> None:
@@ -77,6 +78,7 @@ class WorkerStopped(Exception):  # noqa: N818 - it names the outcome, like async
 @dataclass(slots=True)
 class _PartitionState:
     tracker: OffsetTracker = field(default_factory=OffsetTracker)
+    started_any: bool = False
     stalled: int = 0
     oldest_timestamp_ms: dict[int, int] = field(default_factory=dict)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -112,7 +114,7 @@ class Pipeline:
         max_in_flight: int,
         max_in_flight_per_partition: int,
         drain_timeout_s: float,
-        commit_interval_s: float = 0.5,
+        commit_interval_s: float = 0.2,
         on_assignment: Callable[[int, int], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -185,6 +187,11 @@ class Pipeline:
 
     def _start(self, tp: TopicPartition, state: _PartitionState, record: Any) -> None:
         self._observer.consumed(record.topic)
+        if not state.started_any:
+            # Where consumption resumed is already durable (committed, or the reset policy's choice):
+            # committing it again would only create an offset the group never had.
+            state.started_any = True
+            state.tracker.mark_committed(record.offset)
         state.tracker.start(record.offset)
         state.oldest_timestamp_ms[record.offset] = record.timestamp
         state.idle.clear()
@@ -212,9 +219,8 @@ class Pipeline:
             )
         except (FatalAnalyzerError, KafkaError) as exc:
             log.error(  # noqa: TRY400 - the cause is known and typed; a traceback adds nothing
-                "worker stopping",
+                "fatal_error",
                 extra={
-                    "event": "fatal_error",
                     "error_class": type(exc).__name__,
                     "error": str(exc),
                     "topic": tp.topic,
@@ -265,9 +271,7 @@ class Pipeline:
             for task in pending:
                 task.cancel()
             if pending:
-                log.warning(
-                    "drain deadline passed", extra={"event": "drain_timeout", "cancelled": len(pending)}
-                )
+                log.warning("drain_timeout", extra={"cancelled": len(pending)})
                 await asyncio.wait(pending)
 
     async def _commit_loop(self) -> None:
@@ -309,6 +313,7 @@ class Pipeline:
         """Start tracking newly assigned partitions at their committed position; re-share the quota."""
         for tp in assigned:
             self._partitions.setdefault(tp, _PartitionState())
+        self._observer.assigned({tp: await self._consumer.committed(tp) for tp in self._partitions})
         total = len(self._consumer.partitions_for_topic(self._input_topic) or ())
         if self._on_assignment is not None:
             self._on_assignment(len(self._partitions), max(total, len(self._partitions)))

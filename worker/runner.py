@@ -178,9 +178,8 @@ async def run_worker(
             )
         )
         log.info(
-            "worker started",
+            "worker_started",
             extra={
-                "event": "worker_started",
                 "topic": settings.input_topic,
                 "group_id": settings.group_id,
                 "policy_version": policy.version,
@@ -191,8 +190,8 @@ async def run_worker(
         except WorkerStopped as exc:
             health.fatal_error = str(exc)
             log.critical(
-                "worker stopped by a fatal error",
-                extra={"event": "worker_fatal", "error_class": type(exc.cause).__name__, "error": str(exc)},
+                "worker_fatal",
+                extra={"error_class": type(exc.cause).__name__, "error": str(exc)},
             )
             print(f"moderation-worker: fatal: {type(exc.cause).__name__}: {exc}", file=sys.stderr)  # noqa: T201
             return EXIT_FATAL
@@ -200,7 +199,7 @@ async def run_worker(
             publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await publisher
-    log.info("worker stopped", extra={"event": "worker_stopped"})
+    log.info("worker_stopped")
     return EXIT_OK
 
 
