@@ -13,8 +13,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
@@ -39,7 +40,6 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_CONFIG, EXIT_FATAL = 0, 2, 3
-DRIFT_WINDOW_S = 600.0
 
 
 def load_configured_policy(settings: Settings, contracts: Contracts) -> Policy:
@@ -116,8 +116,13 @@ async def run_worker(
     analyzer: Analyzer | None = None,
     registry: CollectorRegistry | None = None,
     health: HealthState | None = None,
+    on_ready: Callable[[int], None] | None = None,
 ) -> int:
-    """Run until ``stop`` is set (returns 0) or a fatal error (returns 3). Tests inject analyzer/registry."""
+    """Run until ``stop`` is set (returns 0) or a fatal error (returns 3). Tests inject analyzer/registry.
+
+    ``on_ready`` is called once with the bound ops port as soon as ``/metrics`` serves (before Kafka is
+    joined), so an embedding test can learn the port picked for ``MODERATION_METRICS_PORT=0``.
+    """
     contracts = Contracts.load()
     policy = load_configured_policy(settings, contracts)
     registry = registry if registry is not None else CollectorRegistry()
@@ -152,9 +157,11 @@ async def run_worker(
             policy=lambda: policy,
             guard=policy.guard(max_value_bytes=settings.max_message_bytes),
         )
-        await stack.enter_async_context(
+        ops = await stack.enter_async_context(
             OpsServer(registry, health, settings.metrics_host, settings.metrics_port)
         )
+        if on_ready is not None:
+            on_ready(ops.port)
         consumer, producer = await stack.enter_async_context(kafka_clients(settings))
         pipeline = Pipeline(
             consumer,
@@ -205,9 +212,30 @@ async def run_worker(
 
 def _drift_monitor(settings: Settings, policy: Policy) -> DriftMonitor:
     captured = load_reference(settings.drift_state_file) if settings.drift_state_file else None
-    return DriftMonitor(
-        watched_tags=policy.watched_tags, window_s=DRIFT_WINDOW_S, captured=captured or DriftReference()
-    )
+    pinned = _pinned_reference(settings.drift_reference_file)
+    try:
+        return DriftMonitor(
+            watched_tags=policy.watched_tags,
+            window_s=settings.drift_window_s,
+            min_samples=settings.drift_min_samples,
+            pinned=pinned,
+            captured=captured or DriftReference(),
+        )
+    except ValueError as exc:  # a pinned or saved reference whose buckets do not fit the monitor
+        raise ConfigurationError(f"drift reference does not fit the drift monitor: {exc}") from exc
+
+
+def _pinned_reference(path: Path | None) -> DriftReference | None:
+    """The reference pinned by ``MODERATION_DRIFT_REFERENCE_FILE``; missing or bad: ConfigurationError."""
+    if path is None:
+        return None
+    try:
+        pinned = load_reference(path)
+    except (OSError, ValueError) as exc:  # unreadable, not JSON, or not the reference form
+        raise ConfigurationError(f"MODERATION_DRIFT_REFERENCE_FILE {path}: {exc}") from exc
+    if pinned is None:
+        raise ConfigurationError(f"MODERATION_DRIFT_REFERENCE_FILE {path}: no such file")
+    return pinned
 
 
 async def _serve(settings: Settings) -> int:

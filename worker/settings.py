@@ -75,6 +75,9 @@ class Settings:
     metrics_port: int
     log_level: str
     drift_state_file: Path | None
+    drift_window_s: float
+    drift_min_samples: int
+    drift_reference_file: Path | None
     topic_partitions: int
     topic_replication: int
     result_retention_ms: int
@@ -201,6 +204,9 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "metrics_port": ("METRICS_PORT", "9400"),
     "log_level": ("LOG_LEVEL", "INFO"),
     "drift_state_file": ("DRIFT_STATE_FILE", ""),
+    "drift_window_s": ("DRIFT_WINDOW_S", "600"),
+    "drift_min_samples": ("DRIFT_MIN_SAMPLES", "200"),
+    "drift_reference_file": ("DRIFT_REFERENCE_FILE", ""),
     "topic_partitions": ("TOPIC_PARTITIONS", "6"),
     "topic_replication": ("TOPIC_REPLICATION", "1"),
     "result_retention_ms": ("RESULT_RETENTION_MS", str(7 * 24 * 3600 * 1000)),
@@ -233,6 +239,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "metrics_port": _number(int, 0),
     "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR")),
     "drift_state_file": _path,
+    "drift_window_s": _number(float, 1.0),
+    "drift_min_samples": _number(int, 1),
+    "drift_reference_file": _path,
     "topic_partitions": _number(int, 1),
     "topic_replication": _number(int, 1),
     "result_retention_ms": _number(int, -1),
