@@ -10,7 +10,7 @@ import random
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +200,13 @@ async def worker_process(env: Mapping[str, str], log_path: Path) -> AsyncIterato
         if process.returncode is None:
             process.send_signal(signal.SIGKILL)
             await process.wait()
+
+
+async def wait_until(predicate: Callable[[], bool], *, timeout_s: float, interval_s: float = 0.1) -> None:
+    """Return once ``predicate()`` holds, polling observable state (raises TimeoutError at the deadline)."""
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # noqa: ASYNC110 - the state polled (metrics, files) offers no notification
+            await asyncio.sleep(interval_s)
 
 
 def duplicates(seen: Mapping[str, Sequence[str]]) -> int:

@@ -1,7 +1,7 @@
 """Command line: the composition root that reads the environment, builds real clients and starts servers.
 
-``moderation-worker run | topics create | demo | dev broker | dev emulator``; each subcommand module owns
-its own argument parsing and returns a process exit code.
+``moderation-worker run | topics create | hold on|off | demo | dev broker | dev emulator``; each
+subcommand module owns its own argument parsing and returns a process exit code.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from collections.abc import Sequence
 COMMANDS: dict[tuple[str, ...], str] = {
     ("run",): "worker.runner:main",
     ("topics", "create"): "worker.topics:main",
+    ("hold",): "worker.control:main",
     ("demo",): "worker.demo:main",
     ("dev", "broker"): "worker.dev.broker:main",
     ("dev", "emulator"): "worker.dev.emulator:main",
 }
 
-USAGE = "usage: moderation-worker {run | topics create | demo | dev broker | dev emulator} [options]"
+USAGE = "usage: moderation-worker {run | topics create | hold on|off | demo | dev broker | dev emulator}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

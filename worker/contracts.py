@@ -48,6 +48,7 @@ class SchemaName(StrEnum):
     MODERATION_RESULT = "moderation-result.v1"
     DEAD_LETTER = "dead-letter.v1"
     POLICY = "policy.v1"
+    CONTROL = "control.v1"
 
 
 class DeadLetterReason(StrEnum):

@@ -24,6 +24,7 @@ from worker import __version__
 from worker.analyzer import Analyzer, AzureAnalyzer
 from worker.breaker import CircuitBreaker
 from worker.contracts import Contracts, DeadLetterReason
+from worker.control import ControlState, follow_control
 from worker.drift import DriftMonitor, DriftReference, load_reference
 from worker.errors import ConfigurationError
 from worker.logs import configure_logging
@@ -136,6 +137,8 @@ async def run_worker(
     )
     metrics.set_policy(policy.version, str(policy.mode))
     drift = _drift_monitor(settings, policy)
+    control = ControlState()
+    metrics.set_hold(active=False)
     limiter = QuotaLimiter(settings.quota_calls_per_s)
     breaker = CircuitBreaker(failure_threshold=5, window_s=10.0, open_for_s=5.0, clock=time.monotonic)
     async with AsyncExitStack() as stack:
@@ -155,6 +158,7 @@ async def run_worker(
                 settings.dead_letter_topic,
             ),
             policy=lambda: policy,
+            hold=lambda: control.hold,
             guard=policy.guard(max_value_bytes=settings.max_message_bytes),
         )
         ops = await stack.enter_async_context(
@@ -175,6 +179,15 @@ async def run_worker(
             on_assignment=limiter.set_share,
         )
         consumer.subscribe([settings.input_topic], listener=pipeline.listener())
+        controller = asyncio.create_task(
+            follow_control(
+                settings.bootstrap_servers,
+                settings.control_topic,
+                control,
+                contracts,
+                on_change=lambda state: metrics.set_hold(active=state.hold),
+            )
+        )
         publisher = asyncio.create_task(
             publish_periodically(
                 metrics,
@@ -203,9 +216,10 @@ async def run_worker(
             print(f"moderation-worker: fatal: {type(exc.cause).__name__}: {exc}", file=sys.stderr)  # noqa: T201
             return EXIT_FATAL
         finally:
-            publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publisher
+            for task in (publisher, controller):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
     log.info("worker_stopped")
     return EXIT_OK
 

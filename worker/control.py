@@ -1,0 +1,137 @@
+"""Run-time control through the compacted ``moderation.control`` topic: the reviewers' hold switch.
+
+Every replica reads the whole control topic (no consumer group, from the beginning) and follows the latest
+``control.v1`` record per command. ``hold`` active turns every would-be approval into needs_review at once on
+all replicas - the real-time intervention a human in the loop needs. ``moderation-worker hold on|off``
+publishes the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from worker.contracts import Contracts, SchemaName
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HOLD = "hold"
+
+
+@dataclass(slots=True)
+class ControlState:
+    """What the control topic says right now; read on every decision, written by the listener."""
+
+    hold: bool = False
+    hold_reason: str | None = None
+
+    def apply(self, document: dict[str, object]) -> bool:
+        """Apply one validated command; returns True if the state changed."""
+        if document.get("command") != HOLD:
+            return False
+        active = bool(document.get("active"))
+        changed = active != self.hold
+        self.hold = active
+        reason = document.get("reason")
+        self.hold_reason = str(reason) if active and reason is not None else None
+        return changed
+
+
+def hold_command(*, active: bool, reason: str | None, issued_by: str | None, now: datetime) -> bytes:
+    """A ``control.v1`` hold record."""
+    document: dict[str, object] = {
+        "schema": str(SchemaName.CONTROL),
+        "command": HOLD,
+        "active": active,
+        "issued_at": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if reason:
+        document["reason"] = reason
+    if issued_by:
+        document["issued_by"] = issued_by
+    return orjson.dumps(document)
+
+
+async def follow_control(
+    bootstrap_servers: str,
+    topic: str,
+    state: ControlState,
+    contracts: Contracts,
+    *,
+    on_change: Callable[[ControlState], None],
+) -> None:
+    """Read ``topic`` from the start forever, applying each valid command; skip (and log) invalid ones."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        async for record in consumer:
+            try:
+                document = orjson.loads(record.value or b"null")
+            except orjson.JSONDecodeError:
+                document = None
+            problem = contracts.describe_violation(SchemaName.CONTROL, document)
+            if problem is not None or not isinstance(document, dict):
+                log.warning("control_record_invalid", extra={"offset": record.offset, "problem": problem})
+                continue
+            if state.apply(document):
+                log.warning(
+                    "control_changed",
+                    extra={
+                        "hold": state.hold,
+                        "reason": state.hold_reason,
+                        "issued_by": document.get("issued_by"),
+                    },
+                )
+                on_change(state)
+    finally:
+        await consumer.stop()
+
+
+async def publish_hold(
+    settings: Settings, *, active: bool, reason: str | None, issued_by: str | None
+) -> None:
+    """Publish a hold command and wait for the broker's acknowledgement."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        value = hold_command(active=active, reason=reason, issued_by=issued_by, now=datetime.now(UTC))
+        await producer.send_and_wait(settings.control_topic, value, key=HOLD.encode())
+    finally:
+        await producer.stop()
+
+
+def main(argv: Sequence[str]) -> int:
+    """``moderation-worker hold on|off [--reason R] [--by WHO]``."""
+    parser = argparse.ArgumentParser(prog="moderation-worker hold")
+    parser.add_argument("state", choices=("on", "off"))
+    parser.add_argument("--reason")
+    parser.add_argument("--by", dest="issued_by", default=os.environ.get("USER"))
+    args = parser.parse_args(list(argv))
+    settings = Settings.from_env(os.environ, need_analyzer=False)
+    asyncio.run(
+        publish_hold(settings, active=args.state == "on", reason=args.reason, issued_by=args.issued_by)
+    )
+    print(f"hold {args.state} published to {settings.control_topic}")  # noqa: T201 - the command's output
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
