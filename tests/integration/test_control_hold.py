@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -13,25 +12,16 @@ from tests.fixtures.emulator import TEST_KEY
 from tests.kafka_helpers import create_topics, produce_all, read_all
 from tests.pipeline_harness import (
     IMAGE_HOST,
-    SCRIPTS,
     Topics,
     wait_until,
     worker_environment,
     worker_settings,
 )
 from worker.control import publish_hold
-from worker.dev.emulator import Emulator, EmulatorConfig
-from worker.dev.fixtures import parse_fixtures
+from worker.dev.emulator import Emulator
 from worker.runner import EXIT_OK, run_worker
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def scripted_emulator() -> AsyncIterator[Emulator]:
-    """The emulator answering the harness' image kinds."""
-    async with Emulator(EmulatorConfig(key=TEST_KEY, fixtures=parse_fixtures(SCRIPTS))) as running:
-        yield running
 
 
 def _submission(image_id: str) -> tuple[bytes, bytes]:

@@ -6,7 +6,7 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -18,7 +18,6 @@ from tests.fixtures.emulator import TEST_KEY
 from tests.kafka_helpers import produce_all, read_all
 from tests.pipeline_harness import (
     IMAGE_HOST,
-    SCRIPTS,
     Topics,
     duplicates,
     ledger,
@@ -33,15 +32,6 @@ from worker.dev.fixtures import parse_fixtures
 from worker.runner import EXIT_FATAL, EXIT_OK, run_worker
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def scripted_emulator() -> AsyncIterator[Emulator]:
-    """The emulator answering the harness' four image kinds."""
-    # A strict route, as on Azure: an endpoint with a wrong path answers 404.
-    config = EmulatorConfig(key=TEST_KEY, fixtures=parse_fixtures(SCRIPTS), route_prefix="")
-    async with Emulator(config, host="127.0.0.1", port=0) as running:
-        yield running
 
 
 @pytest.fixture
