@@ -1,0 +1,168 @@
+"""A throwaway TLS identity and an https file server on the loopback, so the demo's image URLs are https.
+
+The certificate is self-signed for one host name, made at run time by the ``openssl`` command line tool
+(no Python dependency), and trusted only by clients given ``Certificate.client_context()``: it is never
+installed in a trust store and its key never leaves the folder it was written to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+from urllib.parse import quote
+
+from aiohttp import web
+
+OPENSSL_TIMEOUT_S = 30.0
+
+
+class TlsUnavailableError(Exception):
+    """No certificate could be made: ``openssl`` is missing or failed (the message says which)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """A PEM certificate for ``host`` and its unencrypted private key."""
+
+    host: str
+    cert_file: Path
+    key_file: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        """A server-side context presenting this certificate."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that trusts this certificate and nothing else, with host name checks on."""
+        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.cert_file))
+
+
+def openssl_command(openssl: str, host: str, cert_file: Path, key_file: Path, valid_days: int) -> list[str]:
+    """The ``openssl req`` call for a self-signed P-256 certificate whose only name is ``host``.
+
+    ``CA:FALSE``: the certificate can identify this one server but never sign another certificate, so
+    trusting it cannot vouch for anything else.
+    """
+    return [
+        openssl,
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        str(key_file),
+        "-out",
+        str(cert_file),
+        "-days",
+        str(valid_days),
+        "-subj",
+        f"/CN={host}",
+        "-addext",
+        f"subjectAltName=DNS:{host}",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+    ]
+
+
+async def make_self_signed(
+    host: str, directory: Path, *, openssl: str = "openssl", valid_days: int = 1
+) -> Certificate:
+    """Write ``cert.pem`` and ``key.pem`` for ``host`` into ``directory`` (created, owner-only).
+
+    Raises ``TlsUnavailableError`` when ``openssl`` is not on PATH, fails, or takes over 30 s.
+    """
+    executable = shutil.which(openssl)
+    if executable is None:
+        raise TlsUnavailableError(f"the {openssl!r} command is not on PATH; it makes the demo's certificate")
+    await asyncio.to_thread(_private_directory, directory)
+    certificate = Certificate(host, directory / "cert.pem", directory / "key.pem")
+    command = openssl_command(executable, host, certificate.cert_file, certificate.key_file, valid_days)
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        async with asyncio.timeout(OPENSSL_TIMEOUT_S):
+            output, _ = await process.communicate()
+    except TimeoutError as exc:
+        raise TlsUnavailableError(f"openssl took over {OPENSSL_TIMEOUT_S:.0f} s") from exc
+    finally:
+        if process.returncode is None:  # timed out or cancelled: leave no child behind
+            process.kill()
+            await process.wait()
+    if process.returncode != 0:
+        tail = output.decode(errors="replace").strip()[-500:]
+        raise TlsUnavailableError(f"openssl exited with code {process.returncode}: {tail}")
+    return certificate
+
+
+def _private_directory(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)  # the key is unencrypted: only its owner may read the folder
+
+
+class HttpsFileServer:
+    """Serves the files of ``directory`` over https on ``bind_host:port`` (0: a free port) while entered.
+
+    URLs name the certificate's host (``url_for``); clients must resolve that name to ``bind_host``
+    themselves (``worker.dev.imagefetch.StaticHostsResolver``). Unknown files answer 404, as a store does.
+    """
+
+    def __init__(
+        self, directory: Path, certificate: Certificate, *, bind_host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self._directory = directory
+        self._certificate = certificate
+        self._bind_host = bind_host
+        self._requested_port = port
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    @property
+    def port(self) -> int:
+        """The port it listens on; only while running."""
+        if self._runner is None:
+            raise RuntimeError("the file server is not running")
+        return self._port
+
+    @property
+    def bind_host(self) -> str:
+        """The address it listens on."""
+        return self._bind_host
+
+    def url_for(self, name: str) -> str:
+        """``https://<certificate host>:<port>/<name>``, the URL a producer puts in a submission."""
+        return f"https://{self._certificate.host}:{self.port}/{quote(name)}"
+
+    async def __aenter__(self) -> Self:
+        app = web.Application()
+        app.router.add_static("/", self._directory, show_index=False, follow_symlinks=False)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(
+            runner, self._bind_host, self._requested_port, ssl_context=self._certificate.server_context()
+        )
+        try:
+            await site.start()
+        except OSError:  # the port is taken: release the runner before saying so
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
