@@ -51,6 +51,7 @@ from worker.dev.demoreport import (
 from worker.dev.demotraffic import (
     DemoSample,
     publish_submissions,
+    repeated,
     scrape_results,
     watch_outputs,
     write_demo_samples,
@@ -83,6 +84,7 @@ class DemoOptions:
     samples_port: int = 0
     metrics_port: int = 0
     timeout_s: float = 60.0
+    repeat: int = 1
 
     def fixed_ports(self) -> dict[str, int]:
         """Each port option by name, for the prerequisite check."""
@@ -109,7 +111,12 @@ def _parse_args(argv: Sequence[str]) -> DemoOptions:
     parser.add_argument(
         "--timeout-s", type=float, default=60.0, help="how long the worker may take to route all"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="submit each image N times (ids get -r2, -r3...); shows pacing"
+    )
     args = parser.parse_args(list(argv))
+    if args.repeat < 1:
+        parser.error("--repeat is at least 1")
     if args.timeout_s <= 0 or any(
         port < 0 or port > 65535
         for port in (args.kafka_port, args.emulator_port, args.samples_port, args.metrics_port)
@@ -123,6 +130,7 @@ def _parse_args(argv: Sequence[str]) -> DemoOptions:
         samples_port=args.samples_port,
         metrics_port=args.metrics_port,
         timeout_s=args.timeout_s,
+        repeat=args.repeat,
     )
 
 
@@ -152,7 +160,8 @@ class Demo:
             self._log_to_file(stack, work / "demo.log")
             self._step(f"work folder {work} (log: demo.log)")
             certificate = await make_self_signed(IMAGE_HOST, _fresh_dir(work / "tls"))
-            samples = await asyncio.to_thread(write_demo_samples, _fresh_dir(work / "samples"))
+            images = await asyncio.to_thread(write_demo_samples, _fresh_dir(work / "samples"))
+            samples = repeated(images, self._options.repeat)
             broker = EmbeddedKafka(
                 _fresh_dir(work / "kafka"),
                 port=self._options.kafka_port,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +43,15 @@ def write_demo_samples(directory: Path) -> list[DemoSample]:
         expected = str(sample.expected) if sample.expected is not None else None
         samples.append(DemoSample(f"demo-{Path(sample.filename).stem}", sample.filename, digest, expected))
     return samples
+
+
+def repeated(samples: Sequence[DemoSample], times: int) -> list[DemoSample]:
+    """Each sample ``times`` times, round after round; later copies get ids ending ``-r2``, ``-r3``..."""
+    return [
+        replace(sample, image_id=sample.image_id if round_ == 1 else f"{sample.image_id}-r{round_}")
+        for round_ in range(1, times + 1)
+        for sample in samples
+    ]
 
 
 def submission(sample: DemoSample, url: str, now: datetime) -> bytes:

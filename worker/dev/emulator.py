@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import signal
 import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -47,6 +48,7 @@ from worker.dev.fixtures import (
     parse_fixtures,
     strip_query,
 )
+from worker.dev.imagefetch import HttpImageFetcher
 from worker.dev.imageformat import probe
 from worker.dev.vision_contract import (
     MAX_IMAGE_BYTES,
@@ -65,7 +67,7 @@ from worker.dev.vision_contract import (
     throttled,
     unsupported_content_type,
 )
-from worker.errors import ImageAnalysisRejected
+from worker.errors import ConfigurationError, ImageAnalysisRejected
 
 __all__ = [
     "EMULATOR_STATE",
@@ -370,26 +372,53 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--rate-limit", type=int, help="analyze calls admitted per window; 429 above")
     parser.add_argument("--rate-window-s", type=float, default=1.0, help="the rate limit's window")
     parser.add_argument("--route-prefix", help="serve only PREFIX/computervision/... (default: any prefix)")
+    parser.add_argument(
+        "--model",
+        action="store_true",
+        help="model mode: fetch each URL and tag its pixels with the offline model (the model extra)",
+    )
+    parser.add_argument(
+        "--fetch-timeout-s", type=float, default=10.0, help="model mode: deadline of one image fetch"
+    )
     return parser.parse_args(list(argv))
 
 
-async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
+async def _serve(
+    config: EmulatorConfig, host: str, port: int, *, fetcher: HttpImageFetcher | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with Emulator(config, host=host, port=port) as emulator:
+    async with contextlib.AsyncExitStack() as stack:
+        if fetcher is not None:  # its session lives in this loop and must close in it
+            await stack.enter_async_context(fetcher)
+        emulator = await stack.enter_async_context(Emulator(config, host=host, port=port))
         sys.stdout.write(f"emulator ready endpoint={emulator.endpoint}\n")
         sys.stdout.flush()
         await stop.wait()
 
 
+def _model_mode(fetch_timeout_s: float) -> tuple[TagSource, HttpImageFetcher, str]:
+    """The offline model as tag source, a fetcher trusting the system's CAs, and the model's version.
+
+    Raises ``ConfigurationError`` when the ``model`` extra is missing; loading takes about 0.3 s.
+    """
+    from worker.dev.modeltags import ModelTagSource  # noqa: PLC0415 - optional extra, loaded on demand
+
+    tag_source = ModelTagSource()
+    return tag_source, HttpImageFetcher(timeout_s=fetch_timeout_s), tag_source.model_version
+
+
 def main(argv: Sequence[str]) -> int:
     """``moderation-worker dev emulator``: serve until SIGTERM or Ctrl-C.
 
-    Exit code 0 on a clean stop, 1 if the port cannot be bound, 2 on bad options or fixtures.
+    ``--model`` answers unscripted images from their pixels: each URL is fetched (``HttpImageFetcher``,
+    system CAs) and tagged by the offline model; fixtures still win. Exit code 0 on a clean stop, 1 if the
+    port cannot be bound, 2 on bad options or fixtures, or ``--model`` without the model extra.
     """
     args = _parse_args(argv)
+    fetcher: HttpImageFetcher | None = None
     try:
         fixtures = load_fixtures(args.fixtures) if args.fixtures else {}
         config = EmulatorConfig(
@@ -402,11 +431,14 @@ def main(argv: Sequence[str]) -> int:
         )
         if args.rate_limit is not None:
             SlidingWindowLimiter(args.rate_limit, args.rate_window_s, time.monotonic)  # validate early
-    except (OSError, FixtureError, ValueError) as exc:
+        if args.model:
+            tag_source, fetcher, model_version = _model_mode(args.fetch_timeout_s)
+            config = replace(config, tag_source=tag_source, fetcher=fetcher, model_version=model_version)
+    except (OSError, FixtureError, ValueError, ConfigurationError) as exc:
         sys.stderr.write(f"emulator: {exc}\n")
         return 2
     try:
-        asyncio.run(_serve(config, args.host, args.port))
+        asyncio.run(_serve(config, args.host, args.port, fetcher=fetcher))
     except OSError as exc:  # typically the port is taken
         sys.stderr.write(f"emulator: cannot serve on {args.host}:{args.port}: {exc}\n")
         return 1
