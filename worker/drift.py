@@ -8,6 +8,7 @@ the end that persist a captured reference. Thresholds (see docs/drift.md): PSI <
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import math
 import os
@@ -73,8 +74,13 @@ def confidence_buckets(bins: int = 10) -> tuple[str, ...]:
 
 def confidence_bin(confidence: float, bins: int = 10) -> int:
     """Index of the bin holding ``confidence``: the first whose upper bound is >= it (Prometheus ``le``)."""
-    bounds = [(i + 1) / bins for i in range(bins)]
-    return min(bisect.bisect_left(bounds, confidence), bins - 1)
+    return min(bisect.bisect_left(_bin_bounds(bins), confidence), bins - 1)
+
+
+@functools.cache
+def _bin_bounds(bins: int) -> tuple[float, ...]:
+    # Called for every watched tag of every message: build the bounds once per bin count.
+    return tuple((i + 1) / bins for i in range(bins))
 
 
 def _normalised_pair(a: Sequence[float], b: Sequence[float]) -> tuple[list[float], list[float]]:
