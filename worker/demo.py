@@ -167,6 +167,8 @@ class Demo:
                 port=self._options.kafka_port,
                 cache_dir=default_cache_root(os.environ),
             )
+            if not prerequisites.kafka_jars_cached():
+                self._step("first run: Maven fetches the Kafka jars into the cache (a minute or two, once)")
             self._step(f"starting Apache Kafka {broker.version} (embedded, KRaft)...")
             await stack.enter_async_context(broker)
             self._step(f"broker ready at {broker.bootstrap_servers}")

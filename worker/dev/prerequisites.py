@@ -96,17 +96,18 @@ def _java_version_text(java: str) -> str:
     return done.stderr + done.stdout
 
 
+def kafka_jars_cached() -> bool:
+    """True when the broker jars are in the cache, so starting the broker will not run Maven."""
+    libs = libs_dir(default_cache_root(os.environ), DEFAULT_KAFKA_VERSION)
+    return is_complete(libs, recipe_fingerprint(render_pom(DEFAULT_KAFKA_VERSION)))
+
+
 def machine_probes() -> Probes:
     """Probes that look at this machine: PATH, ``java -version``, importable modules, loopback ports."""
-
-    def jars_cached() -> bool:
-        libs = libs_dir(default_cache_root(os.environ), DEFAULT_KAFKA_VERSION)
-        return is_complete(libs, recipe_fingerprint(render_pom(DEFAULT_KAFKA_VERSION)))
-
     return Probes(
         which=shutil.which,
         java_version_text=_java_version_text,
         module_found=lambda name: find_spec(name) is not None,
         port_free=port_is_free,
-        kafka_jars_cached=jars_cached,
+        kafka_jars_cached=kafka_jars_cached,
     )
