@@ -363,7 +363,7 @@ def _leaves(error: BaseException) -> list[BaseException]:
 def main(argv: Sequence[str]) -> int:
     """``moderation-worker demo [--work-dir D] [--kafka-port P] ...``; exit codes in the module docstring."""
     options = _parse_args(argv)
-    console = Console(sys.stdout, is_tty=sys.stdout.isatty())
+    console = Console(sys.stdout, is_tty=sys.stdout.isatty(), columns=shutil.get_terminal_size().columns)
     problems = prerequisites.check(prerequisites.machine_probes(), options.fixed_ports())
     if problems:
         console.line("moderation-worker demo cannot run on this machine yet:")

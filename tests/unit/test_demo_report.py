@@ -121,6 +121,15 @@ def test_console_rewrites_one_progress_line_on_a_terminal() -> None:
     assert "\r\x1b[2Kone\r\x1b[2Ktwo\ndone\n" == stream.getvalue()
 
 
+def test_console_cuts_the_progress_line_to_the_terminal_width() -> None:
+    """A line as wide as the terminal would wrap, and a wrapped line cannot be rewritten in place."""
+    stream = io.StringIO()
+    Console(stream, is_tty=True, columns=24, clock=FakeClock()).progress(
+        "routed 6/12  approved 3  needs_review 2"
+    )
+    assert "\r\x1b[2Krouted 6/12  approved 3 " == stream.getvalue()
+
+
 def test_console_prints_plain_periodic_lines_when_not_a_terminal() -> None:
     """Without a TTY: no control characters, at most one progress line per interval unless forced."""
     stream, clock = io.StringIO(), FakeClock()

@@ -110,10 +110,22 @@ def summary_table(
 
 
 class Console:
-    """The demo's output: step lines, and progress updated in place on a terminal (periodic lines if not)."""
+    """The demo's output: step lines, and progress updated in place on a terminal (periodic lines if not).
 
-    def __init__(self, stream: IO[str], *, is_tty: bool, clock: Callable[[], float] = time.monotonic) -> None:
+    On a terminal the progress line is cut to ``columns - 1`` characters: a wrapped line could not be
+    rewritten in place.
+    """
+
+    def __init__(
+        self,
+        stream: IO[str],
+        *,
+        is_tty: bool,
+        columns: int = 80,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._stream, self._is_tty, self._clock = stream, is_tty, clock
+        self._width = max(columns - 1, 20)
         self._progress_shown_at: float | None = None
         self._progress_open = False
 
@@ -131,7 +143,7 @@ class Console:
             return
         self._progress_shown_at = now
         if self._is_tty:  # carriage return + erase line: the same line is rewritten
-            self._stream.write("\r\x1b[2K" + text)
+            self._stream.write("\r\x1b[2K" + text[: self._width])
             self._progress_open = True
         else:
             self._stream.write(text + "\n")
