@@ -127,7 +127,7 @@ def test_console_cuts_the_progress_line_to_the_terminal_width() -> None:
     Console(stream, is_tty=True, columns=24, clock=FakeClock()).progress(
         "routed 6/12  approved 3  needs_review 2"
     )
-    assert "\r\x1b[2Krouted 6/12  approved 3 " == stream.getvalue()
+    assert "\r\x1b[2Krouted 6/12  approved 3" == stream.getvalue()
 
 
 def test_console_prints_plain_periodic_lines_when_not_a_terminal() -> None:
