@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class Pipeline:
         max_in_flight_per_partition: int,
         drain_timeout_s: float,
         commit_interval_s: float = 0.2,
+        poll_keepalive_s: float = 5.0,
         on_assignment: Callable[[int, int], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -127,6 +129,7 @@ class Pipeline:
         self._max_per_partition = max_in_flight_per_partition
         self._drain_timeout_s = drain_timeout_s
         self._commit_interval_s = commit_interval_s
+        self._poll_keepalive_s = poll_keepalive_s
         self._on_assignment = on_assignment
         self._clock = clock
         self._partitions: dict[TopicPartition, _PartitionState] = {}
@@ -135,6 +138,7 @@ class Pipeline:
         self._slot_freed = asyncio.Event()
         self._fatal: BaseException | None = None
         self._stopping = asyncio.Event()
+        self._polled_at = -math.inf  # loop time of the last poll (getmany)
 
     def listener(self) -> ConsumerRebalanceListener:
         """The rebalance listener to pass to ``consumer.subscribe``."""
@@ -163,20 +167,19 @@ class Pipeline:
 
     async def _intake_once(self, stop: asyncio.Event) -> None:
         free = self._max_in_flight - len(self._tasks)
-        self._apply_pauses()
-        if free <= 0:
-            self._slot_freed.clear()
-            waiter = asyncio.ensure_future(stop.wait())
-            await asyncio.wait(
-                [waiter, asyncio.ensure_future(self._slot_freed.wait())],
-                timeout=0.2,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            waiter.cancel()
-            # Keep polling with everything paused so the group does not evict us (max.poll.interval.ms).
-            await self._consumer.getmany(timeout_ms=0)
+        held = self._apply_pauses()
+        eligible = [tp for tp in self._partitions if tp not in held]
+        if free <= 0 or (self._partitions and not eligible):
+            await self._wait_for_slot(stop)
             return
-        batch = await self._consumer.getmany(timeout_ms=200, max_records=free)
+        # Intake is held by not asking for a partition, not by pausing it: aiokafka discards the records it
+        # prefetched for a partition that is paused when polled, and would fetch them again on resume.
+        # Without any assignment yet, poll everything so the assignment can arrive. While some partitions
+        # are held, poll briefly: a held partition with records waiting may free up before the others
+        # receive any, and a long poll would leave its slots idle until it ends.
+        timeout_ms = 200 if len(eligible) == len(self._partitions) else 10
+        batch = await self._consumer.getmany(*eligible, timeout_ms=timeout_ms, max_records=free)
+        self._polled_at = asyncio.get_running_loop().time()
         for tp, records in batch.items():
             state = self._partitions.get(tp)
             if state is None:  # revoked between fetch and now: the new owner re-reads these
@@ -184,6 +187,32 @@ class Pipeline:
             for record in records:
                 self._start(tp, state, record)
         self._report_lag()
+
+    async def _wait_for_slot(self, stop: asyncio.Event) -> None:
+        """Wait (at most 0.2 s) for a task to finish or ``stop``; poll now and then to stay in the group."""
+        self._slot_freed.clear()
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._slot_freed.wait())]
+        await asyncio.wait(waits, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waits:
+            waiter.cancel()
+        if asyncio.get_running_loop().time() - self._polled_at >= self._poll_keepalive_s:
+            await self._keepalive_poll()
+
+    async def _keepalive_poll(self) -> None:
+        """Poll with every partition paused so the group does not evict us (max.poll.interval.ms).
+
+        Pausing drops the records prefetched for the paused partitions, so this runs only after
+        ``poll_keepalive_s`` without a regular poll (everything in flight waiting on the analyzer).
+        """
+        active = [tp for tp in self._partitions if tp not in self._paused]
+        if active:
+            self._consumer.pause(*active)
+        try:
+            await self._consumer.getmany(timeout_ms=0)
+        finally:
+            if still_assigned := [tp for tp in active if tp in self._consumer.assignment()]:
+                self._consumer.resume(*still_assigned)
+            self._polled_at = asyncio.get_running_loop().time()
 
     def _start(self, tp: TopicPartition, state: _PartitionState, record: Any) -> None:
         self._observer.consumed(record.topic)
@@ -239,19 +268,26 @@ class Pipeline:
             state.idle.set()
         self._observer.routed(routed, record, self._clock() - started)
 
-    def _apply_pauses(self) -> None:
+    def _apply_pauses(self) -> set[TopicPartition]:
+        """Pause stalled partitions at the consumer; return every partition whose intake is held now.
+
+        Held: stalled, at ``max_in_flight_per_partition``, or all of them while ``max_in_flight`` is reached.
+        Only stalled ones are paused at the consumer (see ``_intake_once``); the gauge reports all held ones.
+        """
         full = len(self._tasks) >= self._max_in_flight
-        wanted = {
+        stalled = {tp for tp, state in self._partitions.items() if state.stalled}
+        held = {
             tp
             for tp, state in self._partitions.items()
-            if full or state.stalled or state.tracker.in_flight >= self._max_per_partition
+            if full or tp in stalled or state.tracker.in_flight >= self._max_per_partition
         }
-        if to_pause := wanted - self._paused:
+        if to_pause := stalled - self._paused:
             self._consumer.pause(*to_pause)
-        if to_resume := (self._paused - wanted) & self._partitions.keys():
+        if to_resume := (self._paused - stalled) & self._partitions.keys():
             self._consumer.resume(*to_resume)
-        self._paused = wanted
-        self._observer.partitions(len(self._partitions), len(wanted))
+        self._paused = stalled
+        self._observer.partitions(len(self._partitions), len(held))
+        return held
 
     def _report_lag(self) -> None:
         now_ms = self._clock() * 1000
