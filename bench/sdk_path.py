@@ -1,0 +1,146 @@
+"""SDK path: the worker calling the emulator through the real SDK vs bare SDK calls at the same concurrency.
+
+The emulator (no delay, no rate limit) runs in the bench process; both sides run as their own process so
+neither shares an event loop with it: the worker is ``moderation-worker run`` (quota far above the rate,
+``MAX_IN_FLIGHT`` = C), the baseline is ``python -m bench.sdk_path client`` with C concurrent
+``analyze_from_url`` loops. Both rates are counted at the emulator (analyze calls per second, after a
+warm-up of 10 % of the calls, up to 90 %: the last records of a partition are not steady state).
+Best of the repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+import orjson
+
+from bench.common import (
+    BenchContext,
+    BenchResult,
+    EmulatorSample,
+    bare_sdk_calls,
+    produce_fast,
+    route_topics,
+    valid_submissions,
+)
+from tests.kafka_helpers import create_topics
+from tests.pipeline_harness import worker_environment, worker_process
+from worker.dev.emulator import Emulator, EmulatorConfig
+
+NAME = "sdk_path"
+TARGET = 0.85
+KEY = "bench-key"
+CALLS = 6_000
+PARTITIONS = 6
+CONCURRENCY = 64
+REPEATS = 2
+TIMEOUT_S = 180.0
+
+
+async def _steady_calls_per_s(emulator: Emulator, done: asyncio.Future[object] | None = None) -> float:
+    """Analyze calls per second at the emulator between 10 % and 90 % of ``CALLS`` (steady state)."""
+    async with asyncio.timeout(TIMEOUT_S):
+        while emulator.stats.calls_total < CALLS // 10:
+            if done is not None and done.done():
+                raise RuntimeError(f"the measured process ended early: {done.result()}")
+            await asyncio.sleep(0.02)
+        first = EmulatorSample.take(emulator)
+        while emulator.stats.calls_total < CALLS * 9 // 10:  # noqa: ASYNC110 - polling a counter
+            await asyncio.sleep(0.02)
+        last = EmulatorSample.take(emulator)
+    calls_per_s, _, _ = last.rates_since(first)
+    return calls_per_s
+
+
+async def _measure_bare(emulator: Emulator) -> float:
+    emulator.reset()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.sdk_path",
+        "client",
+        emulator.endpoint,
+        KEY,
+        str(CONCURRENCY),
+        str(CALLS),
+        stdout=asyncio.subprocess.PIPE,
+        env=dict(os.environ) | {"NO_PROXY": "127.0.0.1,localhost"},  # as ``worker_process`` gives the worker
+    )
+    try:
+        rate = await _steady_calls_per_s(emulator, asyncio.ensure_future(process.wait()))
+        await asyncio.wait_for(process.wait(), timeout=TIMEOUT_S)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    if process.returncode != 0:
+        raise RuntimeError(f"the bare SDK client exited with {process.returncode}")
+    return rate
+
+
+async def _measure_worker(ctx: BenchContext, emulator: Emulator, input_topic: str) -> float:
+    emulator.reset()
+    topics = ctx.topics(NAME)
+    await create_topics(ctx.bootstrap, route_topics(topics), PARTITIONS)
+    env = worker_environment(
+        ctx.bootstrap,
+        topics,
+        ctx.group(NAME),
+        emulator.endpoint,
+        KEY,
+        input_topic=input_topic,
+        quota_calls_per_s="1000000",
+        max_in_flight=str(CONCURRENCY),
+        log_level="WARNING",
+    )
+    async with worker_process(env, ctx.workdir / f"{NAME}-worker.log") as process:
+        return await _steady_calls_per_s(emulator, asyncio.ensure_future(process.wait()))
+
+
+async def run(ctx: BenchContext) -> BenchResult:
+    """Bare client and worker alternately, ``REPEATS`` times each; the ratio of their best call rates."""
+    input_topic = ctx.topics(NAME).input
+    await create_topics(ctx.bootstrap, [input_topic], PARTITIONS)
+    await produce_fast(ctx.bootstrap, input_topic, valid_submissions(CALLS))
+    bare_rates: list[float] = []
+    worker_rates: list[float] = []
+    async with Emulator(EmulatorConfig(key=KEY), host="127.0.0.1", port=0) as emulator:
+        for _ in range(REPEATS):
+            bare_rates.append(await _measure_bare(emulator))
+            worker_rates.append(await _measure_worker(ctx, emulator, input_topic))
+    bare_best, worker_best = max(bare_rates), max(worker_rates)
+    ratio = worker_best / bare_best
+    return BenchResult(
+        name=NAME,
+        ratio=ratio,
+        target=f">= {TARGET}",
+        met=ratio >= TARGET,
+        baseline=f"bare SDK {bare_best:,.0f} calls/s at concurrency {CONCURRENCY}",
+        measured=f"worker {worker_best:,.0f} calls/s",
+        figures={
+            "calls": CALLS,
+            "concurrency": CONCURRENCY,
+            "bare_sdk_calls_per_s_runs": ", ".join(f"{rate:,.0f}" for rate in bare_rates),
+            "worker_calls_per_s_runs": ", ".join(f"{rate:,.0f}" for rate in worker_rates),
+        },
+    )
+
+
+async def _client(endpoint: str, key: str, concurrency: int, count: int) -> None:
+    started = time.monotonic()
+    calls = await bare_sdk_calls(endpoint, key, concurrency=concurrency, count=count)
+    summary = {"ok": calls.ok, "rate_per_s": calls.rate_per_s, "seconds": time.monotonic() - started}
+    sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+
+
+if __name__ == "__main__":
+    # python -m bench.sdk_path client ENDPOINT KEY CONCURRENCY COUNT: the baseline, in its own process.
+    _, command, endpoint, key, concurrency, count = sys.argv
+    if command != "client":
+        raise SystemExit(
+            f"usage: python -m bench.sdk_path client ENDPOINT KEY CONCURRENCY COUNT, not {command}"
+        )
+    asyncio.run(_client(endpoint, key, int(concurrency), int(count)))
