@@ -19,10 +19,14 @@ from worker.ratelimit import AimdRate, QuotaLimiter, TokenBucket
 
 
 class VirtualTime:
-    """A monotonic clock plus a ``sleep`` whose timers fire only when ``advance`` moves time past them."""
+    """A monotonic clock plus a ``sleep`` whose timers fire only when ``advance`` moves time past them.
 
-    def __init__(self) -> None:
+    ``timer_slack_s`` makes every timer fire that much later than asked, as a busy event loop does.
+    """
+
+    def __init__(self, timer_slack_s: float = 0.0) -> None:
         self.now = 0.0
+        self.timer_slack_s = timer_slack_s
         self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._sequence = itertools.count()
 
@@ -31,7 +35,8 @@ class VirtualTime:
 
     async def sleep(self, delay_s: float) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._timers, (self.now + delay_s, next(self._sequence), future))
+        fires_at = self.now + delay_s + self.timer_slack_s
+        heapq.heappush(self._timers, (fires_at, next(self._sequence), future))
         await future
 
     def pending_timers(self) -> int:
@@ -401,3 +406,138 @@ def test_shares_of_all_replicas_sum_to_the_quota(quota: float, owners: list[int]
         limiter.set_share(owners.count(replica), total)
         shares.append(limiter.share_per_s)
     assert quota == pytest.approx(sum(shares))
+
+
+# --- QuotaLimiter: late timers, rebalance start, hand-over -------------------------------------------------
+
+
+async def _acquire_in_a_row(limiter: QuotaLimiter, vt: VirtualTime, calls: int) -> float:
+    """Make ``calls`` sequential acquires and return the virtual seconds they took."""
+    started = vt.now
+
+    async def calls_in_a_row() -> None:
+        for _ in range(calls):
+            await limiter.acquire()
+
+    await vt.run_until_done(asyncio.create_task(calls_in_a_row()))
+    return vt.now - started
+
+
+async def test_timer_slack_does_not_lower_the_achieved_rate() -> None:
+    """Every timer fires 2 ms late; 51 calls at 50/s still take 50 * 1/50 = 1.0 s, not 50 * 0.022 = 1.1 s.
+
+    The late head is granted as of when it was due, so the next token is due 20 ms after the last one.
+    Only the last grant shows the 2 ms of slack.
+    """
+    vt = VirtualTime(timer_slack_s=0.002)
+    limiter = QuotaLimiter(50.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
+    elapsed_s = await _acquire_in_a_row(limiter, vt, 51)
+    assert pytest.approx(1.002, abs=1e-6) == elapsed_s
+    assert limiter.granted_total == 51
+
+
+async def test_late_timer_credit_is_bounded_by_late_credit_s() -> None:
+    """Timers 20 ms late at 50/s, credit at most 5 ms: 11 calls take 0.04 + 9 * 0.035 = 0.355 s.
+
+    The first wait has nothing to credit yet (20 ms asked, 40 ms slept); each later grant is credited 5 ms of
+    its 20 ms lateness, so intervals are 20 + 20 - 5 = 35 ms. An unbounded credit would keep the 20 ms grid
+    (0.22 s); no credit at all would give 40 ms intervals (0.4 s).
+    """
+    vt = VirtualTime(timer_slack_s=0.020)
+    limiter = QuotaLimiter(50.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0, late_credit_s=0.005)
+    elapsed_s = await _acquire_in_a_row(limiter, vt, 11)
+    assert pytest.approx(0.355, abs=1e-6) == elapsed_s
+
+
+async def test_without_late_credit_every_grant_loses_the_timer_slack() -> None:
+    """``late_credit_s=0`` switches the credit off: 2 ms late timers stretch 50 intervals of 20 ms to 1.1 s.
+
+    The counterpart of the test above, showing that the 2 ms of slack would be lost on every grant.
+    """
+    vt = VirtualTime(timer_slack_s=0.002)
+    limiter = QuotaLimiter(50.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0, late_credit_s=0.0)
+    elapsed_s = await _acquire_in_a_row(limiter, vt, 51)
+    assert pytest.approx(1.1, abs=1e-6) == elapsed_s
+
+
+async def test_first_acquire_after_set_share_waits_one_token_at_the_new_rate(vt: VirtualTime) -> None:
+    """After idling 5 s with a full bucket, a rebalance to 1 of 2 partitions (5/s) empties it: 0.2 s wait."""
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
+    await vt.advance(5.0)
+    limiter.set_share(1, 2)
+    task = asyncio.create_task(limiter.acquire())
+    await vt.run_until_done(task)
+    assert pytest.approx(0.2) == task.result()
+
+
+async def test_replicas_assigned_together_do_not_each_call_at_once(vt: VirtualTime) -> None:
+    """Three idle replicas of a 30/s quota each get 1 of 3 partitions: no call before 1/10 s, then one each.
+
+    With a token kept from before the rebalance all three would call at t=0, three calls above the quota.
+    """
+    replicas = [QuotaLimiter(30.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0) for _ in range(3)]
+    await vt.advance(5.0)
+    for limiter in replicas:
+        limiter.set_share(1, 3)
+    tasks = [asyncio.create_task(limiter.acquire()) for limiter in replicas]
+    await vt.settle()
+    assert [False, False, False] == [task.done() for task in tasks]
+    await vt.run_until_done(asyncio.gather(*tasks))
+    assert pytest.approx([0.1, 0.1, 0.1]) == [task.result() for task in tasks]
+
+
+async def _throttle_after_rebalance(vt: VirtualTime, throttle_after_s: float) -> QuotaLimiter:
+    """Quota 100/s rebalanced to 1 of 2 partitions (50/s) at t=10, a success every 50 ms from then on, and
+    a 429 with Retry-After 1 s ``throttle_after_s`` later; return the limiter at the block's end.
+    """
+    limiter = QuotaLimiter(100.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
+    await vt.advance(10.0)
+    limiter.set_share(1, 2)
+    rebalanced_at = vt.now
+    success_offsets_s = [k * 0.05 for k in range(100) if k * 0.05 < throttle_after_s]
+    for offset_s in success_offsets_s:
+        await vt.advance(rebalanced_at + offset_s - vt.now)
+        limiter.on_success()
+    await vt.advance(rebalanced_at + throttle_after_s - vt.now)
+    limiter.on_throttled(1.0)
+    assert pytest.approx(rebalanced_at + throttle_after_s + 1.0) == limiter.blocked_until
+    assert limiter.rate_per_s == 0.0
+    await vt.advance(1.0)
+    return limiter
+
+
+async def test_throttle_during_the_hand_over_blocks_but_keeps_the_rate(vt: VirtualTime) -> None:
+    """A 429 0.525 s after set_share (inside capacity_window_s = 1 s) counts the previous owner's calls.
+
+    It blocks for its Retry-After, then the rate is the share again, 50/s, not the 11 successes seen
+    (which would set a ceiling of 11 * 0.97 = 10.67/s); 30 s later it is still 50/s.
+    """
+    limiter = await _throttle_after_rebalance(vt, throttle_after_s=0.525)
+    assert pytest.approx(50.0) == limiter.rate_per_s
+    await vt.advance(30.0)
+    assert pytest.approx(50.0) == limiter.rate_per_s
+
+
+async def test_throttle_after_the_hand_over_lowers_the_rate(vt: VirtualTime) -> None:
+    """The same 429 1.525 s after set_share is this replica's own: the 20 successes of the last second
+    (t = 10.55 .. 11.5) set the rate, and its ceiling, to 20 * 0.97 = 19.4/s.
+    """
+    limiter = await _throttle_after_rebalance(vt, throttle_after_s=1.525)
+    assert pytest.approx(19.4) == limiter.rate_per_s
+
+
+async def test_queued_call_during_a_hand_over_throttle_waits_for_retry_after(vt: VirtualTime) -> None:
+    """The hand-over throttle still blocks: a call queued when it arrives at t=10.01 waits until 11.01.
+
+    Then, at the undiminished 50/s, one token takes 0.02 s: granted at 11.03 (at a halved 25/s: 11.05).
+    """
+    limiter = QuotaLimiter(100.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
+    await vt.advance(10.0)
+    limiter.set_share(1, 2)
+    await vt.advance(0.01)
+    task = asyncio.create_task(limiter.acquire())
+    await vt.settle()
+    limiter.on_throttled(1.0)
+    await vt.run_until_done(task)
+    assert task.result() > 1.0
+    assert pytest.approx(11.03) == vt.now
