@@ -54,6 +54,36 @@ class BenchResult:
         )
 
 
+def best_of_ratio(
+    name: str,
+    *,
+    minimum: float,
+    worker_rates: Sequence[float],
+    baseline_rates: Sequence[float],
+    worker_label: str,
+    baseline_label: str,
+    unit: str,
+    figures: dict[str, float | str],
+) -> BenchResult:
+    """The verdict of a throughput comparison run several times alternately: best worker rate over best
+    baseline rate, at least ``minimum``; every run's rate is kept in ``figures``."""
+    worker_best, baseline_best = max(worker_rates), max(baseline_rates)
+    ratio = worker_best / baseline_best
+    runs = {
+        f"{worker_label}_{unit}_runs": ", ".join(f"{rate:,.0f}" for rate in worker_rates),
+        f"{baseline_label}_{unit}_runs": ", ".join(f"{rate:,.0f}" for rate in baseline_rates),
+    }
+    return BenchResult(
+        name=name,
+        ratio=ratio,
+        target=f">= {minimum}",
+        met=ratio >= minimum,
+        baseline=f"{baseline_label.replace('_', ' ')} {baseline_best:,.0f} {unit.replace('_per_', '/')}",
+        measured=f"{worker_label} {worker_best:,.0f} {unit.replace('_per_', '/')}",
+        figures=figures | runs,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class BenchContext:
     """What a benchmark gets from the runner: the broker, a scratch folder and a unique name prefix."""

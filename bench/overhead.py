@@ -22,6 +22,7 @@ from bench.common import (
     BenchResult,
     InstantAnalyzer,
     OffsetProbe,
+    best_of_ratio,
     produce_fast,
     route_topics,
     steady_rate,
@@ -180,20 +181,13 @@ async def run(ctx: BenchContext) -> BenchResult:
     for _ in range(REPEATS):
         relay_rates.append(await _measure_relay(ctx, input_topic))
         worker_rates.append(await _measure_worker(ctx, input_topic))
-    relay_best, worker_best = max(relay_rates), max(worker_rates)
-    ratio = worker_best / relay_best
-    return BenchResult(
-        name=NAME,
-        ratio=ratio,
-        target=f">= {TARGET}",
-        met=ratio >= TARGET,
-        baseline=f"bare aiokafka relay {relay_best:,.0f} msg/s",
-        measured=f"worker {worker_best:,.0f} msg/s",
-        figures={
-            "messages": MESSAGES,
-            "partitions": PARTITIONS,
-            "max_in_flight": MAX_IN_FLIGHT,
-            "relay_msg_per_s_runs": ", ".join(f"{rate:,.0f}" for rate in relay_rates),
-            "worker_msg_per_s_runs": ", ".join(f"{rate:,.0f}" for rate in worker_rates),
-        },
+    return best_of_ratio(
+        NAME,
+        minimum=TARGET,
+        worker_rates=worker_rates,
+        baseline_rates=relay_rates,
+        worker_label="worker",
+        baseline_label="bare_aiokafka_relay",
+        unit="msg_per_s",
+        figures={"messages": MESSAGES, "partitions": PARTITIONS, "max_in_flight": MAX_IN_FLIGHT},
     )

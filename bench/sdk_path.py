@@ -22,6 +22,7 @@ from bench.common import (
     BenchResult,
     EmulatorSample,
     bare_sdk_calls,
+    best_of_ratio,
     produce_fast,
     route_topics,
     valid_submissions,
@@ -111,21 +112,15 @@ async def run(ctx: BenchContext) -> BenchResult:
         for _ in range(REPEATS):
             bare_rates.append(await _measure_bare(emulator))
             worker_rates.append(await _measure_worker(ctx, emulator, input_topic))
-    bare_best, worker_best = max(bare_rates), max(worker_rates)
-    ratio = worker_best / bare_best
-    return BenchResult(
-        name=NAME,
-        ratio=ratio,
-        target=f">= {TARGET}",
-        met=ratio >= TARGET,
-        baseline=f"bare SDK {bare_best:,.0f} calls/s at concurrency {CONCURRENCY}",
-        measured=f"worker {worker_best:,.0f} calls/s",
-        figures={
-            "calls": CALLS,
-            "concurrency": CONCURRENCY,
-            "bare_sdk_calls_per_s_runs": ", ".join(f"{rate:,.0f}" for rate in bare_rates),
-            "worker_calls_per_s_runs": ", ".join(f"{rate:,.0f}" for rate in worker_rates),
-        },
+    return best_of_ratio(
+        NAME,
+        minimum=TARGET,
+        worker_rates=worker_rates,
+        baseline_rates=bare_rates,
+        worker_label="worker",
+        baseline_label="bare_SDK",
+        unit="calls_per_s",
+        figures={"calls": CALLS, "concurrency": CONCURRENCY},
     )
 
 
