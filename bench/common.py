@@ -69,7 +69,7 @@ def best_of_ratio(
     baseline rate, at least ``minimum``; every run's rate is kept in ``figures``."""
     worker_best, baseline_best = max(worker_rates), max(baseline_rates)
     ratio = worker_best / baseline_best
-    runs = {
+    runs: dict[str, float | str] = {
         f"{worker_label}_{unit}_runs": ", ".join(f"{rate:,.0f}" for rate in worker_rates),
         f"{baseline_label}_{unit}_runs": ", ".join(f"{rate:,.0f}" for rate in baseline_rates),
     }
@@ -348,3 +348,10 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process ``pid`` has used (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # After the command name: state is field 3 of proc(5), utime 14 and stime 15 -> indexes 11 and 12 here.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -14,6 +14,7 @@ import asyncio
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 import orjson
 
@@ -23,6 +24,7 @@ from bench.common import (
     EmulatorSample,
     bare_sdk_calls,
     best_of_ratio,
+    process_cpu_s,
     produce_fast,
     route_topics,
     valid_submissions,
@@ -41,22 +43,32 @@ REPEATS = 2
 TIMEOUT_S = 180.0
 
 
-async def _steady_calls_per_s(emulator: Emulator, done: asyncio.Future[object] | None = None) -> float:
-    """Analyze calls per second at the emulator between 10 % and 90 % of ``CALLS`` (steady state)."""
+@dataclass(frozen=True, slots=True)
+class Steady:
+    """One side's steady state: analyze calls/s at the emulator, and its process's CPU time per call."""
+
+    calls_per_s: float
+    cpu_us_per_call: float
+
+
+async def _steady(emulator: Emulator, process: asyncio.subprocess.Process) -> Steady:
+    """Calls/s at the emulator and ``process``'s CPU per call, between 10 % and 90 % of ``CALLS``."""
+    done = asyncio.ensure_future(process.wait())
     async with asyncio.timeout(TIMEOUT_S):
         while emulator.stats.calls_total < CALLS // 10:
-            if done is not None and done.done():
+            if done.done():
                 raise RuntimeError(f"the measured process ended early: {done.result()}")
             await asyncio.sleep(0.02)
-        first = EmulatorSample.take(emulator)
+        first, first_cpu_s = EmulatorSample.take(emulator), process_cpu_s(process.pid)
         while emulator.stats.calls_total < CALLS * 9 // 10:  # noqa: ASYNC110 - polling a counter
             await asyncio.sleep(0.02)
-        last = EmulatorSample.take(emulator)
+        last, last_cpu_s = EmulatorSample.take(emulator), process_cpu_s(process.pid)
     calls_per_s, _, _ = last.rates_since(first)
-    return calls_per_s
+    calls = max(last.calls_total - first.calls_total, 1)
+    return Steady(calls_per_s, (last_cpu_s - first_cpu_s) / calls * 1e6)
 
 
-async def _measure_bare(emulator: Emulator) -> float:
+async def _measure_bare(emulator: Emulator) -> Steady:
     emulator.reset()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -71,7 +83,7 @@ async def _measure_bare(emulator: Emulator) -> float:
         env=dict(os.environ) | {"NO_PROXY": "127.0.0.1,localhost"},  # as ``worker_process`` gives the worker
     )
     try:
-        rate = await _steady_calls_per_s(emulator, asyncio.ensure_future(process.wait()))
+        steady = await _steady(emulator, process)
         await asyncio.wait_for(process.wait(), timeout=TIMEOUT_S)
     finally:
         if process.returncode is None:
@@ -79,10 +91,10 @@ async def _measure_bare(emulator: Emulator) -> float:
             await process.wait()
     if process.returncode != 0:
         raise RuntimeError(f"the bare SDK client exited with {process.returncode}")
-    return rate
+    return steady
 
 
-async def _measure_worker(ctx: BenchContext, emulator: Emulator, input_topic: str) -> float:
+async def _measure_worker(ctx: BenchContext, emulator: Emulator, input_topic: str) -> Steady:
     emulator.reset()
     topics = ctx.topics(NAME)
     await create_topics(ctx.bootstrap, route_topics(topics), PARTITIONS)
@@ -98,7 +110,7 @@ async def _measure_worker(ctx: BenchContext, emulator: Emulator, input_topic: st
         log_level="WARNING",
     )
     async with worker_process(env, ctx.workdir / f"{NAME}-worker.log") as process:
-        return await _steady_calls_per_s(emulator, asyncio.ensure_future(process.wait()))
+        return await _steady(emulator, process)
 
 
 async def run(ctx: BenchContext) -> BenchResult:
@@ -106,21 +118,25 @@ async def run(ctx: BenchContext) -> BenchResult:
     input_topic = ctx.topics(NAME).input
     await create_topics(ctx.bootstrap, [input_topic], PARTITIONS)
     await produce_fast(ctx.bootstrap, input_topic, valid_submissions(CALLS))
-    bare_rates: list[float] = []
-    worker_rates: list[float] = []
+    bare: list[Steady] = []
+    worker: list[Steady] = []
     async with Emulator(EmulatorConfig(key=KEY), host="127.0.0.1", port=0) as emulator:
         for _ in range(REPEATS):
-            bare_rates.append(await _measure_bare(emulator))
-            worker_rates.append(await _measure_worker(ctx, emulator, input_topic))
+            bare.append(await _measure_bare(emulator))
+            worker.append(await _measure_worker(ctx, emulator, input_topic))
+    cpu_per_call = {
+        "worker_cpu_us_per_call_runs": ", ".join(f"{side.cpu_us_per_call:,.0f}" for side in worker),
+        "bare_SDK_cpu_us_per_call_runs": ", ".join(f"{side.cpu_us_per_call:,.0f}" for side in bare),
+    }
     return best_of_ratio(
         NAME,
         minimum=TARGET,
-        worker_rates=worker_rates,
-        baseline_rates=bare_rates,
+        worker_rates=[side.calls_per_s for side in worker],
+        baseline_rates=[side.calls_per_s for side in bare],
         worker_label="worker",
         baseline_label="bare_SDK",
         unit="calls_per_s",
-        figures={"calls": CALLS, "concurrency": CONCURRENCY},
+        figures={"calls": CALLS, "concurrency": CONCURRENCY, **cpu_per_call},
     )
 
 
