@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from azure.ai.vision.imageanalysis.aio import ImageAnalysisClient
 from azure.ai.vision.imageanalysis.models import VisualFeatures
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 
 from tests.pipeline_harness import IMAGE_HOST, ROUTES, Topics, make_submissions
+from worker.analyzer import build_client
 from worker.dev.emulator import Emulator
 from worker.domain import Analysis, Tag
 
@@ -249,16 +249,16 @@ class SdkCalls:
 async def bare_sdk_calls(
     endpoint: str, key: str, *, concurrency: int, count: int | None = None, duration_s: float | None = None
 ) -> SdkCalls:
-    """``concurrency`` loops of ``ImageAnalysisClient.analyze_from_url``, the client built as the worker's.
+    """``concurrency`` loops of ``ImageAnalysisClient.analyze_from_url`` on the client the worker builds
+    (``worker.analyzer.build_client``: SDK retries off, the worker's default timeouts, proxy read once).
 
-    Tags only, SDK retries off, the worker's default connect/read timeouts, environment settings (proxy,
-    netrc) honoured as the SDK does by default.
+    Tags only.
 
     Stops after ``count`` calls or ``duration_s`` seconds. ``rate_per_s`` counts calls after the first 10 %
     (or the first second), so client start-up and connection set-up are left out.
     """
-    client = ImageAnalysisClient(
-        endpoint, AzureKeyCredential(key), retry_total=0, connection_timeout=3.0, read_timeout=10.0
+    client = build_client(
+        endpoint, AzureKeyCredential(key), connect_timeout_s=3.0, read_timeout_s=10.0, environ=os.environ
     )
     issued = ok = throttled = 0
     latency_total_s = 0.0

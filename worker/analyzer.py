@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from azure.ai.vision.imageanalysis.aio import ImageAnalysisClient
 from azure.ai.vision.imageanalysis.models import ImageAnalysisResult, VisualFeatures
@@ -75,6 +76,54 @@ def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def proxy_for(endpoint: str, environ: Mapping[str, str]) -> str | None:
+    """The proxy URL the standard variables give for ``endpoint``, or ``None`` for a direct connection.
+
+    ``https_proxy``/``http_proxy`` (lower case first, then upper case, as curl and urllib read them) by the
+    endpoint's scheme; ``no_proxy``/``NO_PROXY`` host patterns (``*``, ``host``, ``.suffix``) bypass it.
+    """
+    parts = urlsplit(endpoint)
+    scheme = parts.scheme.lower()
+    proxy = environ.get(f"{scheme}_proxy") or environ.get(f"{scheme.upper()}_PROXY")
+    if not proxy:
+        return None
+    no_proxy = environ.get("no_proxy") or environ.get("NO_PROXY") or ""
+    host = (parts.hostname or "").rstrip(".")
+    host_port = f"{host}:{parts.port}" if parts.port else host
+    for entry in no_proxy.lower().split(","):
+        pattern = entry.strip().lstrip(".").rstrip(".")
+        if pattern == "*" or pattern in (host, host_port) or host.endswith(f".{pattern}"):
+            return None
+    return proxy
+
+
+def build_client(
+    endpoint: str,
+    credential: AzureKeyCredential | AsyncTokenCredential,
+    *,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    environ: Mapping[str, str],
+) -> ImageAnalysisClient:
+    """The SDK client as the worker runs it: no SDK retries, explicit timeouts, the proxy resolved once.
+
+    The SDK's default (``use_env_settings``) lets aiohttp look up the proxy variables and ``~/.netrc`` in a
+    thread pool on every request: that cost a third of the worker's CPU per call, and a ``.netrc`` entry for
+    the endpoint's host would add a second credential to every call. The proxy is read from ``environ`` here,
+    once; ``.netrc`` is never read.
+    """
+    proxy = proxy_for(endpoint, environ)
+    return ImageAnalysisClient(
+        endpoint,
+        credential,
+        retry_total=0,  # the worker retries with its own backoff, budget and quota limiter
+        connection_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
+        use_env_settings=False,
+        proxies={urlsplit(endpoint).scheme.lower(): proxy} if proxy else None,
+    )
+
+
 class AzureAnalyzer:
     """Image Analysis 4.0 through ``azure.ai.vision.imageanalysis.aio.ImageAnalysisClient``."""
 
@@ -87,16 +136,18 @@ class AzureAnalyzer:
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 10.0,
         client: ImageAnalysisClient | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
+        """``environ`` holds the proxy variables (see ``build_client``); ``None``: a direct connection."""
         self._features = [VisualFeatures(name) for name in features]
         # Overall deadline: connect + read, so a dribbling response cannot hold a slot forever.
         self._deadline_s = connect_timeout_s + read_timeout_s
-        self._client = client or ImageAnalysisClient(
+        self._client = client or build_client(
             endpoint,
             credential,
-            retry_total=0,  # the worker retries with its own backoff, budget and quota limiter
-            connection_timeout=connect_timeout_s,
-            read_timeout=read_timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
+            environ=environ or {},
         )
 
     async def analyze(self, image_url: str) -> Analysis:

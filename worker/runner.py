@@ -77,6 +77,7 @@ def build_analyzer(settings: Settings) -> Analyzer:
         features=settings.visual_features,
         connect_timeout_s=settings.analyzer_connect_timeout_s,
         read_timeout_s=settings.analyzer_timeout_s,
+        environ=os.environ,
     )
 
 
