@@ -13,10 +13,10 @@ import json
 import math
 import os
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from worker.domain import Decision, Tag
 
@@ -35,6 +35,11 @@ DriftKey = tuple[str, str]
 """``(dimension, tag)``; ``tag`` is ``""`` for the decision mix."""
 
 _REFERENCE_FORMAT_VERSION = 1
+
+K = TypeVar("K", bound=Hashable)
+
+_Seen = tuple[tuple[str, int, bool], ...]
+"""The watched tags one analysis reported: ``(tag, confidence bin, detected)`` each, at most once per tag."""
 
 
 def psi(reference: Sequence[float], current: Sequence[float], *, epsilon: float = 1e-4) -> float:
@@ -108,7 +113,7 @@ def _kl_base2(p: Sequence[float], m: Sequence[float]) -> float:
     return math.fsum(a * math.log2(a / b) for a, b in zip(p, m, strict=True) if a > 0.0)
 
 
-class SlidingCounts:
+class SlidingCounts(Generic[K]):
     """Counts per category over the last ``window_s`` seconds, kept in ``bucket_s`` time buckets.
 
     The window is the current bucket plus the ones before it, ``ceil(window_s / bucket_s)`` in all, so an
@@ -120,20 +125,20 @@ class SlidingCounts:
             raise ValueError(f"window_s and bucket_s must be positive, got {window_s} and {bucket_s}")
         self._bucket_s = bucket_s
         self._slots = max(1, math.ceil(window_s / bucket_s))
-        self._buckets: deque[tuple[int, Counter[str]]] = deque()
+        self._buckets: deque[tuple[int, Counter[K]]] = deque()
 
-    def add(self, category: str, now: float, count: int = 1) -> None:
+    def add(self, category: K, now: float, count: int = 1) -> None:
         """Count ``count`` events of ``category`` at ``now``."""
         index = math.floor(now / self._bucket_s)
         if not self._buckets or self._buckets[-1][0] < index:
             self._buckets.append((index, Counter()))
+            self._evict(index)  # only a new bucket can push an old one out
         self._buckets[-1][1][category] += count  # a clock stepping back lands in the newest bucket
-        self._evict(index)
 
-    def snapshot(self, now: float) -> dict[str, int]:
+    def snapshot(self, now: float) -> dict[K, int]:
         """Counts per category inside the window ending at ``now`` (categories with no events are absent)."""
         self._evict(math.floor(now / self._bucket_s))
-        total: Counter[str] = Counter()
+        total: Counter[K] = Counter()
         for _, counts in self._buckets:
             total.update(counts)
         return {category: count for category, count in total.items() if count > 0}
@@ -259,6 +264,7 @@ class DriftMonitor:
         if min_samples < 1 or confidence_bins < 1:
             raise ValueError("min_samples and confidence_bins must be >= 1")
         self._tags = tuple(dict.fromkeys(watched_tags))
+        self._watched = frozenset(self._tags)
         self._confidence_labels = confidence_buckets(confidence_bins)
         self._window_s = window_s
         self._min_samples = min_samples
@@ -270,7 +276,9 @@ class DriftMonitor:
             self._buckets[(TAG_DETECTION, tag)] = DETECTION_BUCKETS
             self._buckets[(TAG_CONFIDENCE, tag)] = self._confidence_labels
         slot_s = bucket_s if bucket_s is not None else window_s / 60.0
-        self._windows = {key: SlidingCounts(window_s, bucket_s=slot_s) for key in self._buckets}
+        # One window of whole observations, (decision, watched tags seen), split into keys only when read:
+        # a message costs one count, not one per key (the keys are 1 + 2 per watched tag).
+        self._window: SlidingCounts[tuple[str, _Seen]] = SlidingCounts(window_s, bucket_s=slot_s)
         self._pinned = self._checked(pinned or DriftReference(), "pinned")
         self._captured = self._checked(captured or DriftReference(), "captured")
         self._window_started_at: float | None = None
@@ -294,30 +302,35 @@ class DriftMonitor:
         """Record one decided message and its analysis' tags (a tag reported twice counts once, highest)."""
         if self._window_started_at is None:
             self._window_started_at = now
-        self._windows[(DECISION_MIX, "")].add(str(decision), now)
         best: dict[str, float] = {}
         for tag in tags:
-            best[tag.name] = max(tag.confidence, best.get(tag.name, -math.inf))
-        for name in self._tags:
-            confidence = best.get(name)
-            detected = confidence is not None and confidence >= self._threshold
-            self._windows[(TAG_DETECTION, name)].add("detected" if detected else "not_detected", now)
-            if confidence is not None:
-                label = self._confidence_labels[confidence_bin(confidence, self._bins)]
-                self._windows[(TAG_CONFIDENCE, name)].add(label, now)
+            if tag.name in self._watched and tag.confidence > best.get(tag.name, -math.inf):
+                best[tag.name] = tag.confidence
+        seen = tuple(
+            (name, confidence_bin(confidence, self._bins), confidence >= self._threshold)
+            for name, confidence in best.items()
+        )
+        self._window.add((str(decision), seen), now)
 
     def current(self, now: float) -> dict[DriftKey, dict[str, int]]:
         """Counts by bucket of every key's current window (every bucket present, zeros included)."""
-        result: dict[DriftKey, dict[str, int]] = {}
-        for key, labels in self._buckets.items():
-            counts = self._windows[key].snapshot(now)
-            result[key] = {label: counts.get(label, 0) for label in labels}
+        result = {key: dict.fromkeys(labels, 0) for key, labels in self._buckets.items()}
+        mix = result[(DECISION_MIX, "")]
+        for (decision, seen), count in self._window.snapshot(now).items():
+            mix[decision] += count
+            for name, confidence_bin_index, detected in seen:
+                result[(TAG_CONFIDENCE, name)][self._confidence_labels[confidence_bin_index]] += count
+                result[(TAG_DETECTION, name)]["detected"] += count if detected else 0
+        observed = sum(mix.values())
+        for name in self._tags:
+            detection = result[(TAG_DETECTION, name)]
+            detection["not_detected"] = observed - detection["detected"]
         return result
 
     def capture(self, now: float) -> list[DriftKey]:
         """Capture a reference for each key lacking one whose full window is big enough; return those keys."""
         started = self._window_started_at
-        if started is None or not self._windows[(DECISION_MIX, "")].window_full(started, now):
+        if started is None or not self._window.window_full(started, now):
             return []
         have = self.reference.distributions
         new: dict[DriftKey, Mapping[str, float]] = {}

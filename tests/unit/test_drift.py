@@ -140,7 +140,7 @@ def test_confidence_bins_use_upper_bounds_like_prometheus_le() -> None:
 
 def test_sliding_counts_sum_the_window() -> None:
     """Events at 0, 1.5 and 2.5 s with a 10 s window are all counted at t=5."""
-    counts = SlidingCounts(10.0, bucket_s=1.0)
+    counts: SlidingCounts[str] = SlidingCounts(10.0, bucket_s=1.0)
     counts.add("approved", 0.0)
     counts.add("rejected", 1.5)
     counts.add("approved", 2.5)
@@ -149,7 +149,7 @@ def test_sliding_counts_sum_the_window() -> None:
 
 def test_sliding_counts_forget_events_older_than_the_window() -> None:
     """Window 10 s in 1 s buckets: the event of t=0.5 (bucket 0) is kept at t=9.9 and gone at t=10."""
-    counts = SlidingCounts(10.0, bucket_s=1.0)
+    counts: SlidingCounts[str] = SlidingCounts(10.0, bucket_s=1.0)
     counts.add("approved", 0.5)
     counts.add("rejected", 4.0)
     assert counts.snapshot(9.9) == {"approved": 1, "rejected": 1}
@@ -228,6 +228,53 @@ def test_detection_uses_the_threshold_and_confidence_uses_reported_values() -> N
     current = monitor.current(1.0)
     assert current[(TAG_DETECTION, "weapon")] == {"detected": 1, "not_detected": 2}
     assert {k: v for k, v in current[(TAG_CONFIDENCE, "weapon")].items() if v} == {"0.3": 1, "1.0": 1}
+
+
+OBSERVATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["approved", "needs_review", "rejected"]),
+        st.lists(
+            st.builds(
+                Tag, st.sampled_from(["weapon", "knife", "cat"]), st.floats(min_value=0.0, max_value=1.0)
+            ),
+            max_size=4,
+        ),
+    ),
+    max_size=40,
+)
+
+
+def _counted_per_key(
+    observations: list[tuple[str, list[Tag]]], threshold: float
+) -> dict[object, dict[str, int]]:
+    """The definition, key by key: each message counts once in the decision mix, once per watched tag in its
+    detection (detected at or above ``threshold``), and its highest confidence per reported watched tag."""
+    expected: dict[object, dict[str, int]] = {
+        (DECISION_MIX, ""): {"approved": 0, "needs_review": 0, "rejected": 0}
+    }
+    for name in ("weapon", "knife"):
+        expected[(TAG_DETECTION, name)] = {"detected": 0, "not_detected": 0}
+        expected[(TAG_CONFIDENCE, name)] = dict.fromkeys(confidence_buckets(), 0)
+    for decision, tags in observations:
+        expected[(DECISION_MIX, "")][decision] += 1
+        for name in ("weapon", "knife"):
+            reported = [tag.confidence for tag in tags if tag.name == name]
+            detected = bool(reported) and max(reported) >= threshold
+            expected[(TAG_DETECTION, name)]["detected" if detected else "not_detected"] += 1
+            if reported:
+                expected[(TAG_CONFIDENCE, name)][confidence_buckets()[confidence_bin(max(reported))]] += 1
+    return expected
+
+
+@given(observations=OBSERVATIONS, threshold=st.sampled_from([0.0, 0.5, 0.9]))
+def test_current_counts_each_key_as_defined(
+    observations: list[tuple[str, list[Tag]]], threshold: float
+) -> None:
+    """Messages are kept whole in one window and split into keys when read, as the definition says."""
+    monitor = DriftMonitor(watched_tags=["weapon", "knife"], window_s=60.0, detection_threshold=threshold)
+    for decision, tags in observations:
+        monitor.observe(decision, tags, 1.0)
+    assert _counted_per_key(observations, threshold) == monitor.current(2.0)
 
 
 def test_reset_reference_recaptures_from_the_next_full_window() -> None:
