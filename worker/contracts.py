@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
-from urllib.parse import SplitResult, urlsplit
 
 import jsonschema_rs
 import orjson
@@ -28,6 +26,7 @@ from jsonschema.exceptions import SchemaError, ValidationError, best_match
 from worker.domain import Tag, Verdict
 from worker.errors import ConfigurationError, ModerationError
 from worker.redact import redact_text, redact_url
+from worker.urlguard import url_refusal
 
 DEFAULT_MAX_VALUE_BYTES: Final = 65_536
 """Largest accepted submission value; a valid v1 document is a few KiB at most."""
@@ -38,8 +37,6 @@ MAX_HEADERS: Final = 64
 """Headers a dead letter keeps (the first ones); Kafka records rarely carry more than a handful."""
 _MAX_MESSAGE_CHARS: Final = 300
 _RFC3339: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-# A last label that is all digits or hex is not a DNS name: "https://2130706433/" and "0x7f.1" reach loopback.
-_NUMERIC_LABEL: Final = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 
 
 class SchemaName(StrEnum):
@@ -275,65 +272,11 @@ def _submission_from(document: Any) -> Submission:
     )
 
 
-def _split(url: str) -> tuple[SplitResult, str]:
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError:
-        raise InvalidSubmission(
-            DeadLetterReason.UNSAFE_URL, f"cannot parse image URL {redact_url(url)}"
-        ) from None
-    return parts, (host or "").rstrip(".")
-
-
-def _host_is_unsafe(host: str) -> str | None:
-    """Why ``host`` is not a public internet host, or ``None`` if it looks like one."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if address is not None:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if not address.is_global or address.is_multicast:
-            return "targets a private, loopback, link-local or reserved address"
-        return None
-    if host == "localhost" or host.endswith(".localhost"):
-        return "targets localhost"
-    if _NUMERIC_LABEL.match(host.rpartition(".")[2]):
-        return "has a numeric host that is not a plain IP address"
-    return None
-
-
-def host_allowed(host: str, patterns: Sequence[str]) -> bool:
-    """True if ``host`` equals a pattern or, for ``*.suffix``, is a subdomain of suffix (case-insensitive)."""
-    host = host.lower().rstrip(".")
-    for pattern in patterns:
-        pattern = pattern.lower().rstrip(".")  # noqa: PLW2901 - normalising the loop value is the point
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
-                return True
-        elif host == pattern:
-            return True
-    return False
-
-
 def check_url(url: str, guard: Guard) -> None:
     """Raise ``InvalidSubmission`` unless ``url`` is https, credential-free, public and on the allowlist."""
-    parts, host = _split(url)
-    redacted = redact_url(url)
-    if parts.scheme != "https" or not host:
-        raise InvalidSubmission(DeadLetterReason.UNSAFE_URL, f"image URL {redacted} is not https with a host")
-    if "@" in parts.netloc or "\\" in parts.netloc:
-        raise InvalidSubmission(DeadLetterReason.UNSAFE_URL, f"image URL {redacted} carries userinfo")
-    unsafe = _host_is_unsafe(host)
-    if unsafe is not None:
-        raise InvalidSubmission(DeadLetterReason.UNSAFE_URL, f"image URL {redacted} {unsafe}")
-    if guard.url_hosts and not host_allowed(host, guard.url_hosts):
-        raise InvalidSubmission(
-            DeadLetterReason.HOST_NOT_ALLOWED, f"image host {host} is not on the allowlist"
-        )
+    refusal = url_refusal(url, guard.url_hosts)
+    if refusal is not None:
+        raise InvalidSubmission(DeadLetterReason(refusal.reason), refusal.message)
 
 
 def check_consent(consent: Consent | None, guard: Guard) -> None:

@@ -28,10 +28,10 @@ from worker.contracts import (
     default_schemas_dir,
     encode_dead_letter,
     encode_result,
-    host_allowed,
 )
 from worker.domain import Decision, Reason, Tag, Verdict
 from worker.errors import ConfigurationError
+from worker.urlguard import host_allowed
 
 EXAMPLES = default_schemas_dir() / "examples"
 SECRET = "c2VjcmV0LXNpZ25hdHVyZQ"
