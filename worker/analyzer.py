@@ -7,7 +7,6 @@ translates every failure into ``worker.errors`` at this boundary.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -26,6 +25,7 @@ from azure.core.exceptions import (
 )
 
 from worker.azureerrors import classify_http_error
+from worker.deadlines import Deadlines
 from worker.domain import Analysis, Tag
 from worker.errors import AnalyzerError, TransientAnalyzerError
 from worker.redact import redact_text
@@ -141,7 +141,7 @@ class AzureAnalyzer:
         """``environ`` holds the proxy variables (see ``build_client``); ``None``: a direct connection."""
         self._features = [VisualFeatures(name) for name in features]
         # Overall deadline: connect + read, so a dribbling response cannot hold a slot forever.
-        self._deadline_s = connect_timeout_s + read_timeout_s
+        self._deadline = Deadlines(connect_timeout_s + read_timeout_s)
         self._client = client or build_client(
             endpoint,
             credential,
@@ -153,7 +153,7 @@ class AzureAnalyzer:
     async def analyze(self, image_url: str) -> Analysis:
         """One SDK call under the deadline; failures come out as ``worker.errors`` exceptions."""
         try:
-            async with asyncio.timeout(self._deadline_s):
+            with self._deadline:
                 result: ImageAnalysisResult = await self._client.analyze_from_url(image_url, self._features)
         except AnalyzerError:
             raise
@@ -173,6 +173,7 @@ class AzureAnalyzer:
 
     async def aclose(self) -> None:
         """Close the SDK client and its aiohttp session."""
+        self._deadline.close()
         await self._client.close()
 
 
