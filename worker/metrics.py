@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal, Protocol, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 
 from worker.domain import Decision, Tag
+from worker.fastmetrics import FastFamilies
 
 DECISIONS: Final = tuple(str(decision) for decision in Decision)
 DEAD_LETTER_REASONS: Final = (
@@ -103,11 +104,15 @@ def exported_sample_names(registry: CollectorRegistry) -> frozenset[str]:
     return frozenset(names)
 
 
-_Metric = TypeVar("_Metric", Counter, Gauge, Histogram)
 _Value = TypeVar("_Value")
+_Child_co = TypeVar("_Child_co", covariant=True)
 
 
-def _bind(metric: _Metric, values: Iterable[str]) -> dict[str, _Metric]:
+class _Labelled(Protocol[_Child_co]):
+    def labels(self, *values: str) -> _Child_co: ...
+
+
+def _bind(metric: _Labelled[_Child_co], values: Iterable[str]) -> dict[str, _Child_co]:
     """Pre-initialise one child per label value so every series exists (as 0) from the first scrape."""
     return {value: metric.labels(value) for value in values}
 
@@ -139,7 +144,9 @@ class Metrics:
         self.registry = registry
         self.watched_tags: tuple[str, ...] = tuple(dict.fromkeys(str(tag) for tag in watched_tags))
         reasons = tuple(dict.fromkeys(str(reason) for reason in dead_letter_reasons))
-        self._build_flow(registry, input_topics, reasons)
+        # Families updated on every message skip prometheus_client's per-update lock (worker/fastmetrics.py).
+        self._fast = FastFamilies(registry)
+        self._build_flow(input_topics, reasons)
         self._build_analyzer(registry)
         self._build_kafka(registry)
         self._build_state(registry, version)
@@ -147,71 +154,54 @@ class Metrics:
 
     # --- construction -------------------------------------------------------------------------------
 
-    def _build_flow(self, registry: CollectorRegistry, topics: Sequence[str], reasons: Sequence[str]) -> None:
+    def _build_flow(self, topics: Sequence[str], reasons: Sequence[str]) -> None:
+        fast = self._fast
         self._consumed = _bind(
-            Counter(
-                "moderation_submissions_consumed",
-                "Submission records taken from the input topic.",
-                ["topic"],
-                registry=registry,
+            fast.counter(
+                "moderation_submissions_consumed", "Submission records taken from the input topic.", ["topic"]
             ),
             topics,
         )
         self._results = _bind(
-            Counter("moderation_results", "Results routed, by decision.", ["decision"], registry=registry),
+            fast.counter("moderation_results", "Results routed, by decision.", ["decision"]),
             DECISIONS,
         )
         self._dead_letters = _bind(
-            Counter(
-                "moderation_dead_letters",
-                "Records routed to the dead-letter topic, by reason.",
-                ["reason"],
-                registry=registry,
+            fast.counter(
+                "moderation_dead_letters", "Records routed to the dead-letter topic, by reason.", ["reason"]
             ),
             reasons,
         )
-        self._end_to_end = Histogram(
+        self._end_to_end = fast.histogram(
             "moderation_end_to_end_latency_seconds",
             "From the submission's submitted_at to its result being acknowledged by the broker.",
             buckets=END_TO_END_BUCKETS_S,
-            registry=registry,
         )
-        self._processing = Histogram(
+        self._processing = fast.histogram(
             "moderation_processing_duration_seconds",
             "From the record being consumed to its result being acknowledged by the broker.",
             buckets=PROCESSING_BUCKETS_S,
-            registry=registry,
         )
-        self._in_flight = Gauge(
-            "moderation_in_flight_messages", "Messages consumed and not yet routed.", registry=registry
-        )
+        self._in_flight = fast.gauge("moderation_in_flight_messages", "Messages consumed and not yet routed.")
 
     def _build_analyzer(self, registry: CollectorRegistry) -> None:
-        self._call_duration = Histogram(
+        fast = self._fast
+        self._call_duration = fast.histogram(
             "moderation_analyzer_call_duration_seconds",
             "Wall time of one analyzer call, whatever its outcome.",
             buckets=ANALYZER_CALL_BUCKETS_S,
-            registry=registry,
         )
         self._calls = _bind(
-            Counter(
-                "moderation_analyzer_calls",
-                "Analyzer calls by outcome class.",
-                ["outcome"],
-                registry=registry,
-            ),
+            fast.counter("moderation_analyzer_calls", "Analyzer calls by outcome class.", ["outcome"]),
             ANALYZER_OUTCOMES,
         )
-        self._retries = Counter(
-            "moderation_analyzer_retries",
-            "Analyzer calls that were retries of a failed call.",
-            registry=registry,
+        self._retries = fast.counter(
+            "moderation_analyzer_retries", "Analyzer calls that were retries of a failed call."
         )
-        self._limiter_wait = Histogram(
+        self._limiter_wait = fast.histogram(
             "moderation_limiter_wait_seconds",
             "Time spent waiting for a rate-limiter token before an analyzer call.",
             buckets=LIMITER_WAIT_BUCKETS_S,
-            registry=registry,
         )
         self._quota_share = Gauge(
             "moderation_quota_share_calls_per_second",
@@ -297,29 +287,24 @@ class Metrics:
             ["dimension", "tag", "bucket"],
             registry=registry,
         )
+        fast = self._fast
         self._confidence = _bind(
-            Histogram(
+            fast.histogram(
                 "moderation_tag_confidence",
                 "Confidence of each watched tag when the analyzer reported it.",
                 ["tag"],
                 buckets=CONFIDENCE_BUCKETS,
-                registry=registry,
             ),
             self.watched_tags,
         )
         self._detections = _bind(
-            Counter(
-                "moderation_tag_detections",
-                "Analyses in which a watched tag was reported.",
-                ["tag"],
-                registry=registry,
+            fast.counter(
+                "moderation_tag_detections", "Analyses in which a watched tag was reported.", ["tag"]
             ),
             self.watched_tags,
         )
-        self._analyses = Counter(
-            "moderation_analyses",
-            "Successful analyses (the denominator of detection rates).",
-            registry=registry,
+        self._analyses = fast.counter(
+            "moderation_analyses", "Successful analyses (the denominator of detection rates)."
         )
         for key in self._drift_keys():
             self._psi.labels(*key)
