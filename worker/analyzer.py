@@ -43,6 +43,9 @@ class Analyzer(Protocol):
         ...
 
 
+_NUMBERS = (int, float)
+
+
 def analysis_from_result(result: Mapping[str, Any]) -> Analysis:
     """Our view of an SDK ``ImageAnalysisResult`` (or its wire JSON): tags, model version, size.
 
@@ -51,7 +54,7 @@ def analysis_from_result(result: Mapping[str, Any]) -> Analysis:
     """
     tags_result = result.get("tagsResult") or {}
     raw_tags = tags_result.get("values") or [] if isinstance(tags_result, Mapping) else []
-    tags = tuple(tag for tag in (_tag(entry) for entry in raw_tags) if tag is not None)
+    tags = tuple(tag for tag in map(_tag, raw_tags) if tag is not None)
     metadata = result.get("metadata") or {}
     return Analysis(
         model_version=str(result.get("modelVersion") or "unknown"),
@@ -61,15 +64,17 @@ def analysis_from_result(result: Mapping[str, Any]) -> Analysis:
     )
 
 
-def _tag(entry: object) -> Tag | None:
-    if not isinstance(entry, Mapping):
+def _tag(entry: Any) -> Tag | None:
+    try:
+        name, confidence = entry["name"], entry["confidence"]
+    except (KeyError, TypeError, IndexError):  # not a mapping, or a key missing
         return None
-    name, confidence = entry.get("name"), entry.get("confidence")
-    if not isinstance(name, str) or not name or isinstance(confidence, bool):
+    if not isinstance(name, str) or not name or not isinstance(confidence, _NUMBERS):
         return None
-    if not isinstance(confidence, int | float):
+    if isinstance(confidence, bool):
         return None
-    return Tag(name=name, confidence=min(max(float(confidence), 0.0), 1.0))
+    confidence = float(confidence)
+    return Tag(name=name, confidence=0.0 if confidence < 0.0 else 1.0 if confidence > 1.0 else confidence)
 
 
 def _int_or_none(value: object) -> int | None:

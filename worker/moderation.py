@@ -28,6 +28,10 @@ from worker.pipeline import PartitionControl, Routed
 from worker.policy import Policy, decide, decide_image_error
 
 DEAD_LETTER_LABEL = "dead_letter"
+# Header values that are the same on every record, encoded once.
+_DECISION_HEADERS = {decision: str(decision).encode() for decision in Decision}
+_WORKER_VERSION_HEADER = ("moderation-worker-version", __version__.encode())
+_CONTENT_TYPE_HEADER = ("content-type", b"application/json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +45,13 @@ class RouteTopics:
 
     def for_decision(self, decision: Decision) -> str:
         """The topic that receives results with ``decision``."""
-        return {
-            Decision.APPROVED: self.approved,
-            Decision.NEEDS_REVIEW: self.needs_review,
-            Decision.REJECTED: self.rejected,
-        }[decision]
+        if decision is Decision.APPROVED:
+            return self.approved
+        if decision is Decision.NEEDS_REVIEW:
+            return self.needs_review
+        if decision is Decision.REJECTED:
+            return self.rejected
+        raise ValueError(f"no route for decision {decision!r}")
 
 
 class ImageAnalyzer(Protocol):
@@ -132,11 +138,11 @@ class Moderator:
             tags=tags,
         )
         headers = [
-            ("moderation-decision", str(verdict.decision).encode()),
+            ("moderation-decision", _DECISION_HEADERS[verdict.decision]),
             ("moderation-policy-version", policy.version.encode()),
             ("moderation-model-version", (model_version or "none").encode()),
-            ("moderation-worker-version", __version__.encode()),
-            ("content-type", b"application/json"),
+            _WORKER_VERSION_HEADER,
+            _CONTENT_TYPE_HEADER,
         ]
         return Routed(
             topic=self._topics.for_decision(verdict.decision),
@@ -159,8 +165,8 @@ class Moderator:
         )
         headers = [
             ("moderation-error-class", str(error.reason).encode()),
-            ("moderation-worker-version", __version__.encode()),
-            ("content-type", b"application/json"),
+            _WORKER_VERSION_HEADER,
+            _CONTENT_TYPE_HEADER,
         ]
         return Routed(
             topic=self._topics.dead_letter,

@@ -24,6 +24,12 @@ _SECRET_PARAM_IN_TEXT = re.compile(
 )
 # Control characters would let a crafted path forge log lines; percent-encode them.
 _CONTROL_CHARS = re.compile(r"[\x00-\x20\x7f]")
+# The shape of nearly every URL redacted (one per result): scheme://host[:port]path[?query][#fragment] with
+# no userinfo, IPv6 literal, whitespace or control character. It is redacted without urlsplit; anything
+# else takes the general path, which gives the same answer (tests/unit/test_redact.py compares the two).
+_PLAIN_URL = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*)://([A-Za-z0-9.:-]+)(/[^?#\x00-\x20\x7f]*)?([?#][^\x00-\x20\x7f]*)?"
+)
 
 
 def _percent_encode(match: re.Match[str]) -> str:
@@ -39,6 +45,15 @@ def redact_url(url: str) -> str:
     """
     if not isinstance(url, str):
         return UNPARSEABLE_URL
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is not None:
+        scheme, host_port, path, rest = (group or "" for group in plain.groups())
+        if rest.startswith("?"):
+            query, _, fragment = rest[1:].partition("#")
+        else:
+            query, fragment = "", rest[1:]
+        suffix = REDACTED_QUERY if (query or fragment or url.endswith("?")) else ""
+        return f"{scheme.lower()}://{host_port}{path}{suffix}"
     try:
         parts = urlsplit(url.strip())
     except ValueError:  # e.g. an unterminated IPv6 literal "https://[::1/x"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from worker import redact
 from worker.redact import UNPARSEABLE_URL, redact_text, redact_url
 
 SAS_URL = (
@@ -124,3 +127,54 @@ def test_redacted_url_inside_text_is_left_as_is() -> None:
     message = f"image URL {redact_url(SAS_URL)} is private"
     expected = "image URL https://acct.blob.core.windows.net/images/cat.jpg?<redacted> is private"
     assert expected == redact_text(message)
+
+
+URL_PIECES = st.lists(
+    st.sampled_from(
+        [
+            "https",
+            "HTTP",
+            "s3+x",
+            "1a",
+            "://",
+            ":",
+            "//",
+            "h.example",
+            "H-1.Example",
+            "_x",
+            ":8443",
+            ":",
+            "@",
+            "u:p@",
+            "/",
+            "/a b",
+            "/p%20q",
+            "/é",
+            "?",
+            "?q=1",
+            "#",
+            "#f",
+            "?#",
+            "\\",
+            "[::1]",
+            "\t",
+            "\x00",
+            "\x7f",
+            " ",
+            "~",
+        ]
+    )
+    | st.text(max_size=2),
+    max_size=8,
+).map("".join)
+
+
+@settings(max_examples=500)
+@given(URL_PIECES)
+def test_the_plain_shape_is_redacted_as_the_general_parse_does(url: str) -> None:
+    """Most URLs skip urlsplit (``_PLAIN_URL``); whatever the input, the answer is the general path's."""
+    fast = redact_url(url)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(redact, "_PLAIN_URL", re.compile(r"(?!)"))
+        general = redact_url(url)
+    assert general == fast
