@@ -117,6 +117,7 @@ class Pipeline:
         drain_timeout_s: float,
         commit_interval_s: float = 0.2,
         poll_keepalive_s: float = 5.0,
+        lag_report_interval_s: float = 0.5,
         on_assignment: Callable[[int, int], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -130,6 +131,9 @@ class Pipeline:
         self._drain_timeout_s = drain_timeout_s
         self._commit_interval_s = commit_interval_s
         self._poll_keepalive_s = poll_keepalive_s
+        # Lag is scraped every few seconds; computing it after every poll (hundreds a second) was wasted.
+        self._lag_report_interval_s = lag_report_interval_s
+        self._lag_reported_at = -math.inf
         self._on_assignment = on_assignment
         self._clock = clock
         self._partitions: dict[TopicPartition, _PartitionState] = {}
@@ -186,7 +190,9 @@ class Pipeline:
                 continue
             for record in records:
                 self._start(tp, state, record)
-        self._report_lag()
+        if self._polled_at - self._lag_reported_at >= self._lag_report_interval_s:
+            self._lag_reported_at = self._polled_at
+            self._report_lag()
 
     async def _wait_for_slot(self, stop: asyncio.Event) -> None:
         """Wait (at most 0.2 s) for a task to finish or ``stop``; poll now and then to stay in the group."""
@@ -244,7 +250,7 @@ class Pipeline:
         try:
             routed = await self._handler.handle(record, control)
             await self._producer.send_and_wait(
-                routed.topic, routed.value, key=routed.key, headers=list(routed.headers)
+                routed.topic, routed.value, key=routed.key, headers=routed.headers
             )
         except (FatalAnalyzerError, KafkaError) as exc:
             log.error(  # noqa: TRY400 - the cause is known and typed; a traceback adds nothing

@@ -70,7 +70,8 @@ class GuardedAnalyzer:
         started = self._clock()
         attempt = 0
         while True:
-            await self._pass_breaker()
+            if not self._breaker.allow():
+                await self._pass_breaker()
             self._observer.limiter_wait(await self._limiter.acquire())
             try:
                 analysis = await self._call(image_url)
@@ -111,5 +112,8 @@ class GuardedAnalyzer:
         return analysis
 
     async def _pass_breaker(self) -> None:
-        while not self._breaker.allow():
+        """Wait until the breaker lets a call through (it just refused one)."""
+        while True:
             await self._sleep(max(self._breaker.seconds_until_probe, 0.05))
+            if self._breaker.allow():
+                return
