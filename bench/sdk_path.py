@@ -39,10 +39,10 @@ from worker.gctuning import tune_collector
 NAME = "sdk_path"
 TARGET = 0.85
 KEY = "bench-key"
-CALLS = 6_000
+CALLS = 12_000
 PARTITIONS = 6
 CONCURRENCY = 64
-REPEATS = 2
+REPEATS = 4
 TIMEOUT_S = 180.0
 
 
