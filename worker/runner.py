@@ -100,8 +100,8 @@ async def kafka_clients(settings: Settings) -> AsyncIterator[tuple[AIOKafkaConsu
         enable_idempotence=True,
         linger_ms=5,
         # aiokafka wakes every sender waiting on a full batch when it drains and most of them find the next
-        # one full again: at the 16 KiB default, results from a few hundred records in flight retried the
-        # append ~17 times each (docs/benchmarks.md). 512 KiB stays well under the broker's 1 MiB limit.
+        # one full again: at the 16 KiB default, a few hundred results in flight were woken ~7 times each
+        # (docs/benchmarks.md). 512 KiB stays well under the broker's 1 MiB message limit.
         max_batch_size=512 * 1024,
         compression_type=None,
     )
