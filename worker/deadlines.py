@@ -28,11 +28,6 @@ class Deadlines:
         self._expired: dict[asyncio.Task[Any], int] = {}
         self._timer: asyncio.TimerHandle | None = None
 
-    @property
-    def seconds(self) -> float:
-        """The length of every deadline."""
-        return self._seconds
-
     def __enter__(self) -> None:
         task = asyncio.current_task()
         if task is None:

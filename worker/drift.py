@@ -320,7 +320,8 @@ class DriftMonitor:
             mix[decision] += count
             for name, confidence_bin_index, detected in seen:
                 result[(TAG_CONFIDENCE, name)][self._confidence_labels[confidence_bin_index]] += count
-                result[(TAG_DETECTION, name)]["detected"] += count if detected else 0
+                if detected:
+                    result[(TAG_DETECTION, name)]["detected"] += count
         observed = sum(mix.values())
         for name in self._tags:
             detection = result[(TAG_DETECTION, name)]
