@@ -74,7 +74,7 @@ async def test_sigterm_stop_is_clean_and_a_committed_offset_survives_restart(
     await own_broker.stop()
     stopped_cleanly = own_broker.clean_shutdown_recorded and not own_broker.running
     await own_broker.start()
-    committed = await _committed(bootstrap, "billing", partition)
+    committed = await _committed_once_loaded(bootstrap, "billing", partition)
 
     assert stopped_cleanly
     assert expected_committed == committed
@@ -150,6 +150,21 @@ async def _commit(bootstrap: str, group_id: str, partition: TopicPartition, offs
         await consumer.commit({partition: offset})
     finally:
         await consumer.stop()
+
+
+async def _committed_once_loaded(
+    bootstrap: str, group_id: str, partition: TopicPartition, timeout_s: float = 30.0
+) -> int | None:
+    """The committed offset as seen once the restarted broker has loaded its offsets topic.
+
+    Right after a restart the group coordinator may still be loading ``__consumer_offsets`` and answer with
+    no offset; a lost commit stays ``None`` until ``timeout_s``.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while (committed := await _committed(bootstrap, group_id, partition)) is None and loop.time() < deadline:  # noqa: ASYNC110 - polling the broker
+        await asyncio.sleep(0.5)
+    return committed
 
 
 async def _committed(bootstrap: str, group_id: str, partition: TopicPartition) -> int | None:
