@@ -4,8 +4,8 @@ the same code path with observers that do nothing.
 Two measurements, both in-process, with no Kafka and no HTTP so the difference is not lost in I/O noise:
 
 - **observer calls**: exactly the observer calls the pipeline, the guarded analyzer and the moderator make
-  for one analyzed message (consumed, in flight, limiter wait, call, decided, routed, in flight; plus the
-  per-batch partition/lag and per-commit calls, amortised over ``BATCH`` messages).
+  for one analyzed message (limiter wait, call, decided, routed; plus the per-fetch consumed, in-flight,
+  partition and lag calls and the per-commit call, amortised over ``BATCH`` messages).
 - **message path**: the same calls around the real ``Moderator.handle`` (contract decoding and validation,
   policy, result encoding) behind the real ``GuardedAnalyzer`` (breaker, quota limiter) over an instant
   analyzer. Its ``on / off`` ratio is an upper bound of the relative cost: a deployed worker also spends
@@ -101,7 +101,7 @@ class _NoStall:
 class _NullPipelineObserver:
     """``PipelineObserver`` that records nothing: the metrics-off baseline."""
 
-    def consumed(self, topic: str) -> None: ...
+    def consumed(self, topic: str, count: int) -> None: ...
     def routed(self, routed: Routed, record: Any, processing_s: float) -> None: ...
     def in_flight(self, count: int) -> None: ...
     def partitions(self, assigned: int, paused: int) -> None: ...
@@ -167,6 +167,8 @@ def _per_batch(observers: _Observers, index: int) -> None:
     """The calls the pipeline makes once per fetch and once per commit, here once every ``BATCH`` records."""
     if index % BATCH:
         return
+    observers.pipeline.consumed(TOPIC, BATCH)
+    observers.pipeline.in_flight(BATCH)
     observers.pipeline.partitions(PARTITIONS, 0)
     offsets = {TopicPartition(TOPIC, partition): index for partition in range(PARTITIONS)}
     for tp in offsets:
@@ -190,13 +192,10 @@ def observer_calls_ns(observers: _Observers, count: int) -> float:
     started = time.perf_counter_ns()
     for index in range(count):
         turn = index % len(ANALYSES)
-        pipeline.consumed(TOPIC)
-        pipeline.in_flight(1)
         call.limiter_wait(0.0)
         call.call("ok", 0.01)
         decision.decided(verdicts[turn], ANALYSES[turn])
         pipeline.routed(routed[turn], record, 0.02)
-        pipeline.in_flight(0)
         _per_batch(observers, index)
     return (time.perf_counter_ns() - started) / count
 
@@ -219,11 +218,8 @@ async def message_path_ns(observers: _Observers, records: Sequence[_Record], pol
     control, pipeline = _NoStall(), observers.pipeline
     started = time.perf_counter_ns()
     for index, record in enumerate(records):
-        pipeline.consumed(record.topic)
-        pipeline.in_flight(1)
         routed = await moderator.handle(record, control)
         pipeline.routed(routed, record, 0.02)
-        pipeline.in_flight(0)
         _per_batch(observers, index)
     return (time.perf_counter_ns() - started) / len(records)
 

@@ -318,9 +318,9 @@ class Metrics:
 
     # --- message flow -------------------------------------------------------------------------------
 
-    def observe_consumed(self, topic: str) -> None:
-        """Count one record taken from ``topic`` (one of ``input_topics``)."""
-        _pick(self._consumed, topic, "input topic").inc()
+    def observe_consumed(self, topic: str, count: int = 1) -> None:
+        """Count ``count`` records taken from ``topic`` (one of ``input_topics``)."""
+        _pick(self._consumed, topic, "input topic").inc(count)
 
     def observe_result(self, decision: str) -> None:
         """Count one result routed with ``decision`` (a ``Decision`` or its value)."""

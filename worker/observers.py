@@ -35,8 +35,8 @@ class PipelineMetrics:
         self._health = health
         self._now = now
 
-    def consumed(self, topic: str) -> None:
-        self._metrics.observe_consumed(topic)
+    def consumed(self, topic: str, count: int) -> None:
+        self._metrics.observe_consumed(topic, count)
 
     def routed(self, routed: Routed, record: Any, processing_s: float) -> None:  # noqa: ARG002 - protocol
         outcome: Outcome = routed.detail

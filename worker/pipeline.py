@@ -1,9 +1,9 @@
 """The Kafka side of the worker: intake with backpressure, routing with acks, contiguous commits, rebalances.
 
 Many records are in flight per partition; each one becomes a ``Routed`` record through the ``RecordHandler``,
-is produced and acknowledged (``acks=all``), and only then counts as done. Commits move per partition to the
-first offset not yet done, so a crash anywhere replays but never skips (at-least-once). Shutdown: stop intake,
-drain in-flight work under a deadline, cancel the rest, commit, return.
+is produced through the ``Outbox`` and acknowledged (``acks=all``), and only then counts as done. Commits move
+per partition to the first offset not yet done, so a crash anywhere replays but never skips (at-least-once).
+Shutdown: stop intake, drain in-flight work under a deadline, cancel the rest, commit, return.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 
 from worker.errors import FatalAnalyzerError
 from worker.offsets import OffsetTracker
+from worker.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class RecordHandler(Protocol):
 class PipelineObserver(Protocol):
     """Metrics hooks; the pipeline reports, the observer counts."""
 
-    def consumed(self, topic: str) -> None: ...
+    def consumed(self, topic: str, count: int) -> None: ...
     def routed(self, routed: Routed, record: Any, processing_s: float) -> None: ...
     def in_flight(self, count: int) -> None: ...
     def partitions(self, assigned: int, paused: int) -> None: ...
@@ -137,7 +138,10 @@ class Pipeline:
         self._on_assignment = on_assignment
         self._clock = clock
         self._partitions: dict[TopicPartition, _PartitionState] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._outbox = Outbox(producer)
+        self._tasks: set[asyncio.Task[None]] = set()  # records in the handler
+        self._in_flight = 0  # records started and neither acknowledged nor abandoned
+        self._nothing_in_flight = asyncio.Event()
         self._paused: set[TopicPartition] = set()
         self._slot_freed = asyncio.Event()
         self._fatal: BaseException | None = None
@@ -170,7 +174,7 @@ class Pipeline:
             raise WorkerStopped(self._fatal)
 
     async def _intake_once(self, stop: asyncio.Event) -> None:
-        free = self._max_in_flight - len(self._tasks)
+        free = self._max_in_flight - self._in_flight
         held = self._apply_pauses()
         eligible = [tp for tp in self._partitions if tp not in held]
         if free <= 0 or (self._partitions and not eligible):
@@ -188,8 +192,10 @@ class Pipeline:
             state = self._partitions.get(tp)
             if state is None:  # revoked between fetch and now: the new owner re-reads these
                 continue
+            self._observer.consumed(tp.topic, len(records))
             for record in records:
                 self._start(tp, state, record)
+        self._observer.in_flight(self._in_flight)
         if self._polled_at - self._lag_reported_at >= self._lag_report_interval_s:
             self._lag_reported_at = self._polled_at
             self._report_lag()
@@ -221,7 +227,6 @@ class Pipeline:
             self._polled_at = asyncio.get_running_loop().time()
 
     def _start(self, tp: TopicPartition, state: _PartitionState, record: Any) -> None:
-        self._observer.consumed(record.topic)
         if not state.started_any:
             # Where consumption resumed is already durable (committed, or the reset policy's choice):
             # committing it again would only create an offset the group never had.
@@ -230,49 +235,83 @@ class Pipeline:
         state.tracker.start(record.offset)
         state.oldest_timestamp_ms[record.offset] = record.timestamp
         state.idle.clear()
-        task = asyncio.create_task(
-            self._process(tp, state, record), name=f"record-{tp.partition}-{record.offset}"
-        )
+        if not self._in_flight:
+            self._nothing_in_flight.clear()
+        self._in_flight += 1
+        task = asyncio.create_task(self._process(tp, state, record))
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
-        self._observer.in_flight(len(self._tasks))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._slot_freed.set()
-        self._observer.in_flight(len(self._tasks))
         if not task.cancelled() and task.exception() is not None and self._fatal is None:
             self._fatal = task.exception()
 
     async def _process(self, tp: TopicPartition, state: _PartitionState, record: Any) -> None:
         started = self._clock()
         control = _Control(state)
+        handed_over = False
         try:
             routed = await self._handler.handle(record, control)
-            await self._producer.send_and_wait(
-                routed.topic, routed.value, key=routed.key, headers=routed.headers
+            self._outbox.send(
+                routed.topic,
+                routed.key,
+                routed.value,
+                routed.headers,
+                lambda error: self._acknowledged(
+                    tp, state, record, routed=routed, started=started, error=error
+                ),
             )
-        except (FatalAnalyzerError, KafkaError) as exc:
-            log.error(  # noqa: TRY400 - the cause is known and typed; a traceback adds nothing
-                "fatal_error",
-                extra={
-                    "error_class": type(exc).__name__,
-                    "error": str(exc),
-                    "topic": tp.topic,
-                    "partition": tp.partition,
-                    "offset": record.offset,
-                },
-            )
-            if self._fatal is None:
-                self._fatal = exc
-            return
+            handed_over = True
+        except FatalAnalyzerError as exc:
+            self._stop_for(exc, tp, record.offset)
         finally:
             control.unstall()
+            if not handed_over:
+                self._settle()
+
+    def _acknowledged(
+        self,
+        tp: TopicPartition,
+        state: _PartitionState,
+        record: Any,
+        *,
+        routed: Routed,
+        started: float,
+        error: BaseException | None,
+    ) -> None:
+        """The outbox's report on ``routed``: done and committable, or never produced."""
+        self._settle()
+        if error is not None:
+            if not isinstance(error, asyncio.CancelledError):  # cancelled: abandoned at shutdown
+                self._stop_for(error, tp, record.offset)
+            return
         state.tracker.finish(record.offset)
         state.oldest_timestamp_ms.pop(record.offset, None)
         if state.tracker.in_flight == 0:
             state.idle.set()
         self._observer.routed(routed, record, self._clock() - started)
+
+    def _settle(self) -> None:
+        """One record left flight (acknowledged, failed or abandoned): its slot is free."""
+        self._in_flight -= 1
+        self._slot_freed.set()
+        if not self._in_flight:
+            self._nothing_in_flight.set()
+
+    def _stop_for(self, error: BaseException, tp: TopicPartition, offset: int) -> None:
+        log.error(
+            "fatal_error",
+            extra={
+                "error_class": type(error).__name__,
+                "error": str(error),
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "offset": offset,
+            },
+        )
+        if self._fatal is None:
+            self._fatal = error
 
     def _apply_pauses(self) -> set[TopicPartition]:
         """Pause stalled partitions at the consumer; return every partition whose intake is held now.
@@ -280,7 +319,7 @@ class Pipeline:
         Held: stalled, at ``max_in_flight_per_partition``, or all of them while ``max_in_flight`` is reached.
         Only stalled ones are paused at the consumer (see ``_intake_once``); the gauge reports all held ones.
         """
-        full = len(self._tasks) >= self._max_in_flight
+        full = self._in_flight >= self._max_in_flight
         stalled = {tp for tp, state in self._partitions.items() if state.stalled}
         held = {
             tp
@@ -308,13 +347,19 @@ class Pipeline:
             self._observer.lag(tp, records, seconds)
 
     async def _drain(self) -> None:
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=self._drain_timeout_s)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning("drain_timeout", extra={"cancelled": len(pending)})
-                await asyncio.wait(pending)
+        """Wait (bounded) until every record in flight is acknowledged; abandon the rest, uncommitted."""
+        if self._in_flight:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nothing_in_flight.wait(), self._drain_timeout_s)
+        pending = [task for task in self._tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending or self._in_flight:
+            log.warning("drain_timeout", extra={"cancelled": len(pending), "unacknowledged": self._in_flight})
+        if pending:
+            await asyncio.wait(pending)
+        await self._outbox.aclose()
+        self._observer.in_flight(self._in_flight)
 
     async def _commit_loop(self) -> None:
         while True:

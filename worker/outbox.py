@@ -1,0 +1,144 @@
+"""Produce routed records in whole batches, one per output partition; report each record's acknowledgement.
+
+``AIOKafkaProducer.send`` costs a coroutine, a partition lookup that copies the topic's partition sets, and a
+future per record whose resolution wakes the record's task: the largest single cost of the worker at
+thousands of records a second (docs/benchmarks.md). The outbox queues records, picks each one's partition as
+the producer's default partitioner does (murmur2 of the key, so a key keeps its partition), appends them to a
+closed batch per partition and hands that batch to the producer: one future per batch, whose callback reports
+every record in it. Records queue while the previous batch of their partition is being sent, which is where
+they gather into the next batch, so no linger is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import RecordMetadata
+
+log = logging.getLogger(__name__)
+
+Acknowledged = Callable[[BaseException | None], None]
+"""Called once per record: ``None`` once the broker acknowledged it, else the error that lost it
+(``asyncio.CancelledError``: the outbox was closed before the record was handed to the producer)."""
+
+
+_Entry = tuple[bytes | None, bytes, Sequence[tuple[str, bytes]], Acknowledged]
+"""Key, value, headers, and whom to tell (a plain tuple: one is built per record)."""
+_Batch = tuple[str, int, list[_Entry]]
+"""Topic, partition, and the records for it not yet handed to the producer."""
+
+
+class Outbox:
+    """Queue records for their topics; ``acknowledged`` says when each is durable (producer ``acks``)."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self._partitioner = DefaultPartitioner()
+        self._queued: dict[str, list[_Entry]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]],
+        acknowledged: Acknowledged,
+    ) -> None:
+        """Queue one record; never raises. ``acknowledged`` runs later, on the event loop, exactly once."""
+        entries = self._queued.get(topic)
+        if entries is None:
+            entries = self._queued[topic] = []
+        entries.append((key, value, headers, acknowledged))
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="outbox-flush")
+
+    async def aclose(self) -> None:
+        """Stop handing records to the producer; those not handed over yet are reported ``CancelledError``.
+
+        Records already handed over are acknowledged (or failed) when the producer sends them or stops.
+        """
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        queued, self._queued = self._queued, {}
+        for entries in queued.values():
+            _report(entries, asyncio.CancelledError())
+
+    async def _flush(self) -> None:
+        work: deque[_Batch] = deque()
+        try:
+            while self._queued or work:
+                if not work:
+                    work.extend(await self._partition_queued())
+                    continue
+                topic, partition, entries = work.popleft()
+                if rest := await self._send_batch(topic, partition, entries):
+                    work.appendleft((topic, partition, rest))
+        except asyncio.CancelledError:
+            for _, _, entries in work:
+                _report(entries, asyncio.CancelledError())
+            raise
+        finally:
+            self._flusher = None
+
+    async def _partition_queued(self) -> list[_Batch]:
+        """Take the queued records, grouped by the partition the default partitioner gives their key."""
+        partitions: dict[str, list[int]] = {}
+        for topic in list(self._queued):
+            try:
+                partitions[topic] = sorted(await self._producer.partitions_for(topic))
+            except KafkaError as exc:  # e.g. the topic does not exist (KafkaTimeoutError after the wait)
+                _fail(self._queued.pop(topic, []), exc)
+        queued, self._queued = self._queued, {}
+        groups: dict[tuple[str, int], list[_Entry]] = {}
+        for topic, entries in queued.items():
+            known = partitions.get(topic)
+            if known is None:  # first queued while metadata was awaited: the next round takes it
+                self._queued[topic] = entries
+                continue
+            for entry in entries:
+                groups.setdefault((topic, self._partitioner(entry[0], known, known)), []).append(entry)
+        return [(topic, partition, entries) for (topic, partition), entries in groups.items()]
+
+    async def _send_batch(self, topic: str, partition: int, entries: list[_Entry]) -> list[_Entry]:
+        """Send as many of ``entries`` as fit one batch; return the rest."""
+        batch = self._producer.create_batch()
+        taken = 0
+        for key, value, headers, _ in entries:
+            # A batch always takes its first record, so every round sends at least one.
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                break
+            taken += 1
+        batch.close()  # closed: the producer sends it as it is, without waiting out linger_ms
+        sent, rest = entries[:taken], entries[taken:]
+        try:
+            future = await self._producer.send_batch(batch, topic, partition=partition)
+        except KafkaError as exc:  # closed producer, or no room in its queue within request_timeout_ms
+            _fail(sent, exc)
+        else:
+            future.add_done_callback(lambda done: _batch_done(sent, done))
+        return rest
+
+
+def _batch_done(entries: list[_Entry], done: asyncio.Future[RecordMetadata]) -> None:
+    _report(entries, asyncio.CancelledError() if done.cancelled() else done.exception())
+
+
+def _fail(entries: list[_Entry], error: KafkaError) -> None:
+    if entries:
+        log.error("produce_failed", extra={"records": len(entries), "error_class": type(error).__name__})
+    _report(entries, error)
+
+
+def _report(entries: list[_Entry], error: BaseException | None) -> None:
+    for *_, acknowledged in entries:
+        acknowledged(error)
