@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import jsonschema_rs
 import orjson
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 
-from worker.domain import Tag, Verdict
+from worker.domain import Reason, Tag, Verdict
 from worker.errors import ConfigurationError, ModerationError
 from worker.redact import redact_text, redact_url
 from worker.urlguard import url_refusal
@@ -47,6 +47,9 @@ class SchemaName(StrEnum):
     DEAD_LETTER = "dead-letter.v1"
     POLICY = "policy.v1"
     CONTROL = "control.v1"
+
+
+_RESULT_SCHEMA: Final = str(SchemaName.MODERATION_RESULT)
 
 
 class DeadLetterReason(StrEnum):
@@ -114,10 +117,10 @@ class Guard:
 
 
 _DEFAULT_GUARD: Final = Guard()
+_NO_METADATA: Final[Mapping[str, str]] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class SourceCoordinates:
+class SourceCoordinates(NamedTuple):
     """Where a consumed record came from; ``timestamp_ms`` is the record's Kafka timestamp."""
 
     topic: str
@@ -267,7 +270,7 @@ def _submission_from(document: Any) -> Submission:
         image_url=document["image"]["url"],
         submitted_at=_datetime_or_none(document.get("submitted_at")),
         source=document.get("source"),
-        metadata=MappingProxyType(dict(document.get("metadata", {}))),
+        metadata=MappingProxyType(dict(metadata)) if (metadata := document.get("metadata")) else _NO_METADATA,
         consent=consent,
     )
 
@@ -297,10 +300,28 @@ def check_consent(consent: Consent | None, guard: Guard) -> None:
         )
 
 
-def _utc_text(moment: datetime) -> str:
+def _in_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC (orjson writes it with ``OPT_UTC_Z`` as ``...Z``); naive: ValueError."""
+    if moment.tzinfo is UTC:
+        return moment
     if moment.utcoffset() is None:
         raise ValueError("timestamps in contracts must be timezone-aware")
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC)
+
+
+def _reason_document(reason: Reason) -> dict[str, object]:
+    document: dict[str, object] = {"rule": reason.rule}
+    if reason.tag is not None:
+        document["tag"] = reason.tag
+    if reason.confidence is not None:
+        document["confidence"] = reason.confidence
+    if reason.detail is not None:
+        document["detail"] = redact_text(reason.detail)[:256]
+    return document
+
+
+def _by_confidence(tag: Tag) -> tuple[float, str]:
+    return -tag.confidence, tag.name
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -323,35 +344,22 @@ def encode_result(
     ``tags`` are the ones worth showing downstream (matched or top tags); at most ``MAX_RESULT_TAGS`` are
     kept, highest confidence first. ``analyzed_at`` must be timezone-aware.
     """
-    reasons = [
-        {
-            key: value
-            for key, value in (
-                ("rule", reason.rule),
-                ("tag", reason.tag),
-                ("confidence", reason.confidence),
-                ("detail", None if reason.detail is None else redact_text(reason.detail)[:256]),
-            )
-            if value is not None
-        }
-        for reason in verdict.reasons
-    ]
-    kept = sorted(tags, key=lambda tag: (-tag.confidence, tag.name))[:MAX_RESULT_TAGS]
     document: dict[str, object] = {
-        "schema": str(SchemaName.MODERATION_RESULT),
+        "schema": _RESULT_SCHEMA,
         "id": submission.id,
-        "decision": str(verdict.decision),
-        "reasons": reasons,
+        "decision": verdict.decision,  # a StrEnum: orjson writes its value
+        "reasons": [_reason_document(reason) for reason in verdict.reasons],
         "policy_version": policy_version,
         "model_version": model_version,
-        "analyzed_at": _utc_text(analyzed_at),
+        "analyzed_at": _in_utc(analyzed_at),
         "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset},
         "image": {"url": redact_url(submission.image_url)},
         "worker_version": worker_version,
     }
-    if kept:
+    if tags:
+        kept = sorted(tags, key=_by_confidence)[:MAX_RESULT_TAGS] if len(tags) > 1 else tags
         document["tags"] = [{"name": tag.name, "confidence": tag.confidence} for tag in kept]
-    return orjson.dumps(document)
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
 
 
 def encode_dead_letter(
@@ -390,7 +398,7 @@ def encode_dead_letter(
         },
         "error": {"class": str(error.reason), "message": error.message},
         "source": coordinates,
-        "failed_at": _utc_text(failed_at),
+        "failed_at": _in_utc(failed_at),
         "worker_version": worker_version,
     }
-    return orjson.dumps(document)
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)

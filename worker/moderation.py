@@ -7,10 +7,10 @@ fatal analyzer errors propagate so the pipeline stops.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from worker import __version__
 from worker.contracts import (
@@ -22,7 +22,7 @@ from worker.contracts import (
     encode_dead_letter,
     encode_result,
 )
-from worker.domain import Analysis, Decision, Verdict
+from worker.domain import Analysis, Decision, Tag, Verdict
 from worker.errors import ImageAnalysisRejected
 from worker.pipeline import PartitionControl, Routed
 from worker.policy import Policy, decide, decide_image_error
@@ -32,6 +32,7 @@ DEAD_LETTER_LABEL = "dead_letter"
 _DECISION_HEADERS = {decision: str(decision).encode() for decision in Decision}
 _WORKER_VERSION_HEADER = ("moderation-worker-version", __version__.encode())
 _CONTENT_TYPE_HEADER = ("content-type", b"application/json")
+_MAX_HEADER_SETS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +67,7 @@ class DecisionObserver(Protocol):
     def decided(self, verdict: Verdict, analysis: Analysis | None) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What ``Routed.detail`` carries for metrics: the dead-letter reason or the decision, and submit time."""
 
     label: str
@@ -97,6 +97,8 @@ class Moderator:
         self._hold = hold
         self._guard = guard
         self._now = now
+        # (decision, policy version, model version) -> result headers: a handful of combinations in practice.
+        self._headers: dict[tuple[Decision, str, str | None], Sequence[tuple[str, bytes]]] = {}
 
     async def handle(self, record: Any, control: PartitionControl) -> Routed:
         """The routed record for ``record``; raises only FatalAnalyzerError."""
@@ -126,7 +128,9 @@ class Moderator:
     ) -> Routed:
         model_version = analysis.model_version if analysis is not None else None
         matched = {reason.tag for reason in verdict.reasons if reason.tag}
-        tags = tuple(tag for tag in analysis.tags if tag.name.casefold() in matched) if analysis else ()
+        tags: tuple[Tag, ...] = ()
+        if analysis is not None and matched:
+            tags = tuple(tag for tag in analysis.tags if tag.name.casefold() in matched)
         value = encode_result(
             submission=submission,
             verdict=verdict,
@@ -137,21 +141,31 @@ class Moderator:
             worker_version=__version__,
             tags=tags,
         )
-        headers = [
-            ("moderation-decision", _DECISION_HEADERS[verdict.decision]),
-            ("moderation-policy-version", policy.version.encode()),
-            ("moderation-model-version", (model_version or "none").encode()),
-            _WORKER_VERSION_HEADER,
-            _CONTENT_TYPE_HEADER,
-        ]
         return Routed(
             topic=self._topics.for_decision(verdict.decision),
             key=submission.id.encode(),
             value=value,
-            headers=headers,
-            label=str(verdict.decision),
-            detail=Outcome(str(verdict.decision), submission.submitted_at),
+            headers=self._result_headers(verdict.decision, policy.version, model_version),
+            label=verdict.decision,
+            detail=Outcome(verdict.decision, submission.submitted_at),
         )
+
+    def _result_headers(
+        self, decision: Decision, policy_version: str, model_version: str | None
+    ) -> Sequence[tuple[str, bytes]]:
+        key = (decision, policy_version, model_version)
+        headers = self._headers.get(key)
+        if headers is None:
+            if len(self._headers) >= _MAX_HEADER_SETS:  # model versions come from the service: stay bounded
+                self._headers.clear()
+            headers = self._headers[key] = (
+                ("moderation-decision", _DECISION_HEADERS[decision]),
+                ("moderation-policy-version", policy_version.encode()),
+                ("moderation-model-version", (model_version or "none").encode()),
+                _WORKER_VERSION_HEADER,
+                _CONTENT_TYPE_HEADER,
+            )
+        return headers
 
     def _dead_letter(self, record: Any, source: SourceCoordinates, error: InvalidSubmission) -> Routed:
         value = encode_dead_letter(

@@ -74,21 +74,33 @@ class Outbox:
             _report(entries, asyncio.CancelledError())
 
     async def _flush(self) -> None:
-        work: deque[_Batch] = deque()
+        work: deque[_Batch] = deque()  # taken from the queue, not handed to the producer yet
         try:
             while self._queued or work:
                 if not work:
                     work.extend(await self._partition_queued())
                     continue
-                topic, partition, entries = work.popleft()
-                if rest := await self._send_batch(topic, partition, entries):
-                    work.appendleft((topic, partition, rest))
+                topic, partition, entries = work[0]
+                rest = await self._send_batch(topic, partition, entries)
+                work[0] = (topic, partition, rest)
+                if not rest:
+                    work.popleft()
         except asyncio.CancelledError:
-            for _, _, entries in work:
-                _report(entries, asyncio.CancelledError())
+            self._abandon(work, asyncio.CancelledError())
             raise
+        # Whatever stops the flusher must reach every record it strands: the pipeline waits for each one.
+        except Exception as exc:
+            log.exception("outbox_failed", extra={"error_class": type(exc).__name__})
+            self._abandon(work, exc)
         finally:
             self._flusher = None
+
+    def _abandon(self, work: deque[_Batch], error: BaseException) -> None:
+        for _, _, entries in work:
+            _report(entries, error)
+        queued, self._queued = self._queued, {}
+        for entries in queued.values():
+            _report(entries, error)
 
     async def _partition_queued(self) -> list[_Batch]:
         """Take the queued records, grouped by the partition the default partitioner gives their key."""
@@ -98,15 +110,12 @@ class Outbox:
                 partitions[topic] = sorted(await self._producer.partitions_for(topic))
             except KafkaError as exc:  # e.g. the topic does not exist (KafkaTimeoutError after the wait)
                 _fail(self._queued.pop(topic, []), exc)
-        queued, self._queued = self._queued, {}
         groups: dict[tuple[str, int], list[_Entry]] = {}
-        for topic, entries in queued.items():
-            known = partitions.get(topic)
-            if known is None:  # first queued while metadata was awaited: the next round takes it
-                self._queued[topic] = entries
-                continue
-            for entry in entries:
+        for topic, known in partitions.items():  # topics first queued while metadata was awaited wait a round
+            for entry in self._queued[topic]:
                 groups.setdefault((topic, self._partitioner(entry[0], known, known)), []).append(entry)
+        for topic in partitions:
+            del self._queued[topic]
         return [(topic, partition, entries) for (topic, partition), entries in groups.items()]
 
     async def _send_batch(self, topic: str, partition: int, entries: list[_Entry]) -> list[_Entry]:
@@ -114,8 +123,10 @@ class Outbox:
         batch = self._producer.create_batch()
         taken = 0
         for key, value, headers, _ in entries:
-            # A batch always takes its first record, so every round sends at least one.
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            # The record builder takes a list only. A batch always takes its first record, so every round
+            # sends at least one.
+            listed = headers if type(headers) is list else list(headers)
+            if batch.append(key=key, value=value, timestamp=None, headers=listed) is None:
                 break
             taken += 1
         batch.close()  # closed: the producer sends it as it is, without waiting out linger_ms

@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -27,9 +27,11 @@ from worker.outbox import Outbox
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Routed:
-    """One output record: where it goes, what it says, and the label metrics count it under."""
+class Routed(NamedTuple):
+    """One output record: where it goes, what it says, and the label metrics count it under.
+
+    A named tuple rather than a frozen dataclass: one is built per record, at a third of the cost.
+    """
 
     topic: str
     key: bytes | None

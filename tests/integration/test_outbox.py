@@ -132,3 +132,39 @@ async def test_closing_reports_records_not_yet_handed_over_as_cancelled(
         len(errors) == 1 and isinstance(errors[0], asyncio.CancelledError)
         for errors in reports.by_index.values()
     )
+
+
+async def test_an_unexpected_error_reaches_every_record_it_strands(
+    new_topics: NewTopics, producer: AIOKafkaProducer
+) -> None:
+    """A record the batch builder refuses (a str value) stops the flush: it and every record queued with it
+    are reported with that error, so the pipeline stops instead of waiting for them forever."""
+    (topic,) = await new_topics("refused")
+    reports = Reports(4)
+    outbox = Outbox(producer)
+
+    outbox.send(topic, b"k0", b"fine", [], reports.for_record(0))
+    outbox.send(topic, b"k1", "not bytes", [], reports.for_record(1))  # type: ignore[arg-type]
+    outbox.send(topic, b"k2", b"fine", [], reports.for_record(2))
+    outbox.send(topic, b"k3", b"fine", [], reports.for_record(3))
+    await asyncio.wait_for(reports.complete.wait(), 30)
+
+    errors = [error for index in range(4) for error in reports.by_index[index]]
+    assert len(errors) == 4
+    assert all(isinstance(error, TypeError) for error in errors)
+
+
+async def test_headers_of_any_sequence_type_are_produced(
+    kafka_bootstrap: str, new_topics: NewTopics, producer: AIOKafkaProducer
+) -> None:
+    """A tuple of headers (as the moderator caches them) is produced like a list."""
+    (topic,) = await new_topics("tuple-headers")
+    reports = Reports(1)
+    outbox = Outbox(producer)
+
+    outbox.send(topic, b"k", b"v", tuple(HEADERS), reports.for_record(0))
+    await asyncio.wait_for(reports.complete.wait(), 30)
+
+    assert {0: [None]} == reports.by_index
+    [landed] = await read_to_end(kafka_bootstrap, topic)
+    assert HEADERS == list(landed.headers)
