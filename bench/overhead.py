@@ -35,12 +35,12 @@ from worker.settings import Settings
 
 NAME = "overhead"
 TARGET = 0.6
-MESSAGES = 20_000
+MESSAGES = 60_000
 PARTITIONS = 6
 MAX_IN_FLIGHT = 512
 """Enough that both sides are bound by CPU: at 64 the relay's small records wait out the 5 ms linger, and
 64 records per ~7 ms capped it near 9,000 msg/s whatever its CPU cost."""
-REPEATS = 2
+REPEATS = 3
 TIMEOUT_S = 120.0
 
 

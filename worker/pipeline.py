@@ -26,6 +26,9 @@ from worker.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
+_MIN_START_CHUNK = 64
+"""Polls of fewer records than twice this start at once: splitting them would only add produce requests."""
+
 
 class Routed(NamedTuple):
     """One output record: where it goes, what it says, and the label metrics count it under.
@@ -84,6 +87,7 @@ class _PartitionState:
     tracker: OffsetTracker = field(default_factory=OffsetTracker)
     started_any: bool = False
     stalled: int = 0
+    revoking: bool = False  # set by on_revoked: start nothing more
     oldest_timestamp_ms: dict[int, int] = field(default_factory=dict)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -190,13 +194,7 @@ class Pipeline:
         timeout_ms = 200 if len(eligible) == len(self._partitions) else 10
         batch = await self._consumer.getmany(*eligible, timeout_ms=timeout_ms, max_records=free)
         self._polled_at = asyncio.get_running_loop().time()
-        for tp, records in batch.items():
-            state = self._partitions.get(tp)
-            if state is None:  # revoked between fetch and now: the new owner re-reads these
-                continue
-            self._observer.consumed(tp.topic, len(records))
-            for record in records:
-                self._start(tp, state, record)
+        await self._start_all(batch)
         self._observer.in_flight(self._in_flight)
         if self._polled_at - self._lag_reported_at >= self._lag_report_interval_s:
             self._lag_reported_at = self._polled_at
@@ -227,6 +225,31 @@ class Pipeline:
             if still_assigned := [tp for tp in active if tp in self._consumer.assignment()]:
                 self._consumer.resume(*still_assigned)
             self._polled_at = asyncio.get_running_loop().time()
+
+    async def _start_all(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        """Start every record of a poll, in two halves with a turn of the event loop in between.
+
+        Handlers that finish without waiting (an in-process analyzer, dead letters) would otherwise all run
+        before the first result is produced, and the poll's slots would free only after one produce round
+        trip at the end; this way that round trip overlaps the second half's work. Heartbeats and scrapes
+        get their turn sooner too.
+        """
+        half = max(_MIN_START_CHUNK, (sum(map(len, batch.values())) + 1) // 2)
+        started = 0
+        for tp, records in batch.items():
+            count = 0
+            for record in records:
+                if started and started % half == 0:
+                    self._observer.consumed(tp.topic, count)
+                    count = 0
+                    await asyncio.sleep(0)
+                state = self._partitions.get(tp)
+                if state is None or state.revoking:  # the new owner reads these again
+                    break
+                self._start(tp, state, record)
+                started += 1
+                count += 1
+            self._observer.consumed(tp.topic, count)
 
     def _start(self, tp: TopicPartition, state: _PartitionState, record: Any) -> None:
         if not state.started_any:
@@ -386,6 +409,8 @@ class Pipeline:
     async def on_revoked(self, revoked: Collection[TopicPartition]) -> None:
         """Finish what is in flight for the revoked partitions (bounded), commit it, forget them."""
         mine = [self._partitions[tp] for tp in revoked if tp in self._partitions]
+        for state in mine:
+            state.revoking = True
         if mine:
             waits = [asyncio.ensure_future(state.idle.wait()) for state in mine if state.tracker.in_flight]
             if waits:

@@ -48,6 +48,12 @@ class Rule(StrEnum):
 
 _SEVERITY: Final = {Decision.APPROVED: 0, Decision.NEEDS_REVIEW: 1, Decision.REJECTED: 2}
 _RULE_ORDER: Final = {rule: index for index, rule in enumerate(Rule)}
+# Reasons without a tag, and verdicts without a tag reason, are the same every time: built once.
+_NO_SIGNAL: Final = Reason(Rule.NO_SIGNAL)
+_ALLOWLIST_MISSING: Final = Reason(Rule.ALLOWLIST_MISSING)
+_HOLD: Final = Reason(Rule.HOLD)
+_APPROVED: Final = Verdict(Decision.APPROVED, ())
+_HELD: Final = Verdict(Decision.NEEDS_REVIEW, (_HOLD,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,13 +280,15 @@ def decide(policy: Policy, analysis: Analysis, *, hold: bool = False) -> Verdict
             matched = True
             findings.append((Decision.APPROVED, Reason(Rule.ALLOWLIST_MATCH, name, confidence)))
     if not signal:
-        findings.append((Decision.NEEDS_REVIEW, Reason(Rule.NO_SIGNAL)))
+        findings.append((Decision.NEEDS_REVIEW, _NO_SIGNAL))
     if policy.mode is PolicyMode.ALLOWLIST and not matched:
-        findings.append((policy.on_allowlist_miss, Reason(Rule.ALLOWLIST_MISSING)))
-    decision = max((found for found, _ in findings), key=_SEVERITY.__getitem__, default=Decision.APPROVED)
+        findings.append((policy.on_allowlist_miss, _ALLOWLIST_MISSING))
+    if not findings:  # the common case of a blocklist policy: nothing fired
+        return _HELD if hold else _APPROVED
+    decision = max((found for found, _ in findings), key=_SEVERITY.__getitem__)
     if hold and decision is Decision.APPROVED:
         decision = Decision.NEEDS_REVIEW
-        findings.append((Decision.NEEDS_REVIEW, Reason(Rule.HOLD)))
+        findings.append((Decision.NEEDS_REVIEW, _HOLD))
     return _ordered(decision, findings)
 
 

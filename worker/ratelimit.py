@@ -409,7 +409,8 @@ class QuotaLimiter:
 
     def _sync_bucket(self, now: float) -> None:
         rate = self._aimd.rate_at(now) if self._share_per_s > 0.0 else 0.0
-        self._bucket.set_rate(rate, now=now)
+        if rate != self._bucket.rate_per_s:  # unchanged (nearly always): taking a token refills the bucket
+            self._bucket.set_rate(rate, now=now)
 
     def _try_grant(self, now: float, due: float | None = None) -> float:
         """Take a token and return 0.0, or return the seconds until one could be there.

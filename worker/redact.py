@@ -47,7 +47,7 @@ def redact_url(url: str) -> str:
         return UNPARSEABLE_URL
     plain = _PLAIN_URL.fullmatch(url)
     if plain is not None:
-        scheme, host_port, path, rest = (group or "" for group in plain.groups())
+        scheme, host_port, path, rest = plain.groups("")
         if rest.startswith("?"):
             query, _, fragment = rest[1:].partition("#")
         else:
