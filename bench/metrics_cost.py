@@ -4,8 +4,8 @@ the same code path with observers that do nothing.
 Two measurements, both in-process, with no Kafka and no HTTP so the difference is not lost in I/O noise:
 
 - **observer calls**: exactly the observer calls the pipeline, the guarded analyzer and the moderator make
-  for one analyzed message (limiter wait, call, decided, routed; plus the per-fetch consumed, in-flight,
-  partition and lag calls and the per-commit call, amortised over ``BATCH`` messages).
+  for one analyzed message (call with its limiter wait, decided, routed; plus the per-fetch consumed,
+  in-flight, partition and lag calls and the per-commit call, amortised over ``BATCH`` messages).
 - **message path**: the same calls around the real ``Moderator.handle`` (contract decoding and validation,
   policy, result encoding) behind the real ``GuardedAnalyzer`` (breaker, quota limiter) over an instant
   analyzer. Its ``on / off`` ratio is an upper bound of the relative cost: a deployed worker also spends
@@ -112,9 +112,8 @@ class _NullPipelineObserver:
 class _NullCallObserver:
     """``CallObserver`` that records nothing."""
 
-    def call(self, outcome: str, seconds: float) -> None: ...
+    def call(self, outcome: str, seconds: float, waited_s: float) -> None: ...
     def retry(self) -> None: ...
-    def limiter_wait(self, seconds: float) -> None: ...
 
 
 class _NullDecisionObserver:
@@ -192,8 +191,7 @@ def observer_calls_ns(observers: _Observers, count: int) -> float:
     started = time.perf_counter_ns()
     for index in range(count):
         turn = index % len(ANALYSES)
-        call.limiter_wait(0.0)
-        call.call("ok", 0.01)
+        call.call("ok", 0.01, 0.0)
         decision.decided(verdicts[turn], ANALYSES[turn])
         pipeline.routed(routed[turn], record, 0.02)
         _per_batch(observers, index)

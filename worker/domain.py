@@ -5,6 +5,7 @@ Pure data, no I/O: confidences are floats in [0, 1], sizes are pixels.
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -59,3 +60,12 @@ class Verdict:
 
     decision: Decision
     reasons: tuple[Reason, ...]
+
+
+def strongest_of(tags: Iterable[Tag], names: Container[str]) -> dict[str, float]:
+    """The highest confidence of each tag named in ``names`` that ``tags`` reports (NaN never counts)."""
+    strongest: dict[str, float] = {}
+    for tag in tags:
+        if tag.name in names and tag.confidence > strongest.get(tag.name, -1.0):
+            strongest[tag.name] = tag.confidence
+    return strongest

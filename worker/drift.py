@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from worker.domain import Decision, Tag
+from worker.domain import Decision, Tag, strongest_of
 
 PSI_WATCH = 0.1
 """PSI at or above this: the distribution moved; look at it."""
@@ -298,14 +298,19 @@ class DriftMonitor:
         """The reference in force: pinned keys, then captured ones."""
         return self._pinned.fill_from(self._captured)
 
+    @property
+    def watched(self) -> frozenset[str]:
+        """The watched tags."""
+        return self._watched
+
     def observe(self, decision: str, tags: Iterable[Tag], now: float) -> None:
         """Record one decided message and its analysis' tags (a tag reported twice counts once, highest)."""
+        self.observe_strongest(decision, strongest_of(tags, self._watched), now)
+
+    def observe_strongest(self, decision: str, best: Mapping[str, float], now: float) -> None:
+        """``observe`` for a caller that has the best confidence of each watched tag seen already."""
         if self._window_started_at is None:
             self._window_started_at = now
-        best: dict[str, float] = {}
-        for tag in tags:
-            if tag.name in self._watched and tag.confidence > best.get(tag.name, -math.inf):
-                best[tag.name] = tag.confidence
         seen = tuple(
             (name, confidence_bin(confidence, self._bins), confidence >= self._threshold)
             for name, confidence in best.items()

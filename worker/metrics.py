@@ -12,7 +12,7 @@ from typing import Final, Literal, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 
-from worker.domain import Decision, Tag
+from worker.domain import Decision, Tag, strongest_of
 from worker.fastmetrics import FastFamilies
 
 DECISIONS: Final = tuple(str(decision) for decision in Decision)
@@ -172,17 +172,20 @@ class Metrics:
             ),
             reasons,
         )
+        # Unlabelled families recorded per message are held as their one series: a call less per update.
         self._end_to_end = fast.histogram(
             "moderation_end_to_end_latency_seconds",
             "From the submission's submitted_at to its result being acknowledged by the broker.",
             buckets=END_TO_END_BUCKETS_S,
-        )
+        ).labels()
         self._processing = fast.histogram(
             "moderation_processing_duration_seconds",
             "From the record being consumed to its result being acknowledged by the broker.",
             buckets=PROCESSING_BUCKETS_S,
-        )
-        self._in_flight = fast.gauge("moderation_in_flight_messages", "Messages consumed and not yet routed.")
+        ).labels()
+        self._in_flight = fast.gauge(
+            "moderation_in_flight_messages", "Messages consumed and not yet routed."
+        ).labels()
 
     def _build_analyzer(self, registry: CollectorRegistry) -> None:
         fast = self._fast
@@ -190,7 +193,7 @@ class Metrics:
             "moderation_analyzer_call_duration_seconds",
             "Wall time of one analyzer call, whatever its outcome.",
             buckets=ANALYZER_CALL_BUCKETS_S,
-        )
+        ).labels()
         self._calls = _bind(
             fast.counter("moderation_analyzer_calls", "Analyzer calls by outcome class.", ["outcome"]),
             ANALYZER_OUTCOMES,
@@ -202,7 +205,7 @@ class Metrics:
             "moderation_limiter_wait_seconds",
             "Time spent waiting for a rate-limiter token before an analyzer call.",
             buckets=LIMITER_WAIT_BUCKETS_S,
-        )
+        ).labels()
         self._quota_share = Gauge(
             "moderation_quota_share_calls_per_second",
             "This replica's share of the analyzer quota (quota x share of assigned partitions).",
@@ -305,7 +308,7 @@ class Metrics:
         )
         self._analyses = fast.counter(
             "moderation_analyses", "Successful analyses (the denominator of detection rates)."
-        )
+        ).labels()
         for key in self._drift_keys():
             self._psi.labels(*key)
             self._jensen_shannon.labels(*key)
@@ -324,7 +327,7 @@ class Metrics:
 
     def observe_result(self, decision: str) -> None:
         """Count one result routed with ``decision`` (a ``Decision`` or its value)."""
-        _pick(self._results, str(decision), "decision").inc()
+        _pick(self._results, decision, "decision").value += 1.0
 
     def observe_dead_letter(self, reason: str) -> None:
         """Count one record dead-lettered for ``reason`` (one of ``dead_letter_reasons``)."""
@@ -354,10 +357,12 @@ class Metrics:
 
     # --- analyzer and quota -------------------------------------------------------------------------
 
-    def observe_analyzer_call(self, outcome: AnalyzerOutcome, seconds: float) -> None:
-        """Record one analyzer call that took ``seconds`` and ended in ``outcome``."""
-        _pick(self._calls, outcome, "analyzer outcome").inc()
+    def observe_analyzer_call(self, outcome: AnalyzerOutcome, seconds: float, waited_s: float = 0.0) -> None:
+        """Record one analyzer call that took ``seconds`` and ended in ``outcome``, after waiting
+        ``waited_s`` for its rate-limiter token."""
+        _pick(self._calls, outcome, "analyzer outcome").value += 1.0
         self._call_duration.observe(seconds)
+        self._limiter_wait.observe(waited_s)
 
     def observe_analyzer_retry(self) -> None:
         """Count one call that repeats an earlier failed call for the same message."""
@@ -434,13 +439,13 @@ class Metrics:
         Tags outside ``watched_tags`` are ignored (bounded labels); a tag reported twice counts once,
         at its highest confidence.
         """
-        self._analyses.inc()
-        best: dict[str, float] = {}
-        for tag in tags:
-            if tag.name in self._detections and tag.confidence > best.get(tag.name, -1.0):
-                best[tag.name] = tag.confidence
+        self.observe_watched(strongest_of(tags, self._detections))
+
+    def observe_watched(self, best: Mapping[str, float]) -> None:
+        """``observe_tags`` for a caller that already has the best confidence of each watched tag seen."""
+        self._analyses.value += 1.0
         for name, confidence in best.items():
-            self._detections[name].inc()
+            self._detections[name].value += 1.0
             self._confidence[name].observe(confidence)
 
     def set_drift(self, dimension: DriftDimension, tag: str, *, psi: float, jensen_shannon: float) -> None:

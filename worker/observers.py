@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from worker.domain import Analysis, Verdict
+from worker.domain import Analysis, Verdict, strongest_of
 from worker.drift import DriftMonitor, save_reference
 from worker.metrics import Metrics
 from worker.moderation import DEAD_LETTER_LABEL, Outcome
@@ -80,15 +80,12 @@ class CallMetrics:
         self._metrics = metrics
         self._health = health
 
-    def call(self, outcome: str, seconds: float) -> None:
-        self._metrics.observe_analyzer_call(outcome, seconds)  # type: ignore[arg-type]
+    def call(self, outcome: str, seconds: float, waited_s: float) -> None:
+        self._metrics.observe_analyzer_call(outcome, seconds, waited_s)  # type: ignore[arg-type]
         self._health.analyzer_reachable = outcome not in ("connection", "timeout")
 
     def retry(self) -> None:
         self._metrics.observe_analyzer_retry()
-
-    def limiter_wait(self, seconds: float) -> None:
-        self._metrics.observe_limiter_wait(seconds)
 
 
 class DecisionMetrics:
@@ -102,10 +99,10 @@ class DecisionMetrics:
         self._clock = clock
 
     def decided(self, verdict: Verdict, analysis: Analysis | None) -> None:
-        tags = analysis.tags if analysis is not None else ()
+        strongest = strongest_of(analysis.tags, self._drift.watched) if analysis is not None else {}
         if analysis is not None:
-            self._metrics.observe_tags(tags)
-        self._drift.observe(str(verdict.decision), tags, self._clock())
+            self._metrics.observe_watched(strongest)
+        self._drift.observe_strongest(verdict.decision, strongest, self._clock())
 
 
 async def publish_periodically(

@@ -93,6 +93,8 @@ class _PartitionState:
 
 
 class _Control:
+    __slots__ = ("_stalled", "_state")
+
     def __init__(self, state: _PartitionState) -> None:
         self._state = state
         self._stalled = False
@@ -263,16 +265,11 @@ class Pipeline:
         if not self._in_flight:
             self._nothing_in_flight.clear()
         self._in_flight += 1
-        task = asyncio.create_task(self._process(tp, state, record))
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None and self._fatal is None:
-            self._fatal = task.exception()
+        self._tasks.add(asyncio.create_task(self._process(tp, state, record)))
 
     async def _process(self, tp: TopicPartition, state: _PartitionState, record: Any) -> None:
+        """Handle one record and hand its result to the outbox; every outcome ends here (no done callback:
+        one per record cost more than the bookkeeping it did)."""
         started = self._clock()
         control = _Control(state)
         handed_over = False
@@ -290,7 +287,10 @@ class Pipeline:
             handed_over = True
         except FatalAnalyzerError as exc:
             self._stop_for(exc, tp, record.offset)
+        except Exception as exc:  # noqa: BLE001 - a defect in the handler: stop, never skip the record
+            self._stop_for(exc, tp, record.offset)
         finally:
+            self._tasks.discard(asyncio.current_task())
             control.unstall()
             if not handed_over:
                 self._settle()

@@ -335,6 +335,10 @@ class QuotaLimiter:
         span_s = max(1.0, min(self._window_s, now - self._created_at))
         return len(self._grant_times) / span_s / self._share_per_s
 
+    def try_acquire(self) -> bool:
+        """Take permission for one call now if it is there and nobody waits before us; never waits."""
+        return not self._waiters and self._try_grant(self._clock()) == 0.0
+
     async def acquire(self) -> float:
         """Wait for permission to make one analyzer call; return the seconds waited.
 

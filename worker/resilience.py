@@ -25,9 +25,10 @@ from worker.ratelimit import QuotaLimiter
 class CallObserver(Protocol):
     """Metrics hooks for analyzer calls."""
 
-    def call(self, outcome: str, seconds: float) -> None: ...
+    def call(self, outcome: str, seconds: float, waited_s: float) -> None:
+        """One call ended in ``outcome`` after ``seconds``; it waited ``waited_s`` for its quota token."""
+
     def retry(self) -> None: ...
-    def limiter_wait(self, seconds: float) -> None: ...
 
 
 class Stall(Protocol):
@@ -72,9 +73,9 @@ class GuardedAnalyzer:
         while True:
             if not self._breaker.allow():
                 await self._pass_breaker()
-            self._observer.limiter_wait(await self._limiter.acquire())
+            waited_s = 0.0 if self._limiter.try_acquire() else await self._limiter.acquire()
             try:
-                analysis = await self._call(image_url)
+                analysis = await self._call(image_url, waited_s)
             except ImageAnalysisRejected:
                 self._breaker.record_success()  # the service answered: it is healthy, the image is not
                 stall.unstall()
@@ -101,14 +102,14 @@ class GuardedAnalyzer:
                 stall.stall()
             await self._sleep(delay)
 
-    async def _call(self, image_url: str) -> Analysis:
+    async def _call(self, image_url: str, waited_s: float) -> Analysis:
         started = self._clock()
         try:
             analysis = await self._analyzer.analyze(image_url)
         except AnalyzerError as exc:
-            self._observer.call(exc.outcome, self._clock() - started)
+            self._observer.call(exc.outcome, self._clock() - started, waited_s)
             raise
-        self._observer.call("ok", self._clock() - started)
+        self._observer.call("ok", self._clock() - started, waited_s)
         return analysis
 
     async def _pass_breaker(self) -> None:

@@ -236,6 +236,22 @@ async def test_first_acquire_is_immediate(vt: VirtualTime) -> None:
     assert await limiter.acquire() == 0.0
 
 
+async def test_try_acquire_takes_a_token_only_when_one_is_there_and_nobody_queues(vt: VirtualTime) -> None:
+    """At 10/s: granted at once from a full bucket, refused when empty, refused while a caller queues even
+    though a token is due (it goes to the queue's head), granted again once the queue is empty."""
+    limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)
+    assert limiter.try_acquire()
+    assert not limiter.try_acquire()
+    queued = asyncio.create_task(limiter.acquire())
+    await vt.settle()
+    vt.now = 0.1  # a token is due, but the queued caller's timer has not fired
+    assert not limiter.try_acquire()
+    await vt.run_until_done(queued)
+    await vt.advance(0.1)
+    assert limiter.try_acquire()
+    assert 3 == limiter.granted_total
+
+
 async def test_sequential_calls_are_paced_at_the_quota(vt: VirtualTime) -> None:
     """At 10/s, 21 calls in a row take 2 s: the first at once, then one every 0.1 s."""
     limiter = QuotaLimiter(10.0, clock=vt.clock, sleep=vt.sleep, headroom_fraction=0.0)

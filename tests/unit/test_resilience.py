@@ -63,18 +63,17 @@ class Recorder:
 
     def __init__(self) -> None:
         self.outcomes: list[str] = []
+        self.waits: list[float] = []
         self.retries = 0
         self.stalls = 0
         self.unstalls = 0
 
-    def call(self, outcome: str, seconds: float) -> None:  # noqa: ARG002 - duration not checked here
+    def call(self, outcome: str, seconds: float, waited_s: float) -> None:  # noqa: ARG002 - not checked
         self.outcomes.append(outcome)
+        self.waits.append(waited_s)
 
     def retry(self) -> None:
         self.retries += 1
-
-    def limiter_wait(self, seconds: float) -> None:
-        """Waits are the limiter's business; its own tests check them."""
 
     def stall(self) -> None:
         self.stalls += 1
@@ -119,12 +118,15 @@ async def test_transient_errors_are_retried_until_success() -> None:
 
 
 async def test_throttling_holds_every_call_until_retry_after() -> None:
-    """A 429 with Retry-After 2 s: the next call is not made before 2 s of (virtual) time have passed."""
+    """A 429 with Retry-After 2 s: the next call is not made before 2 s of (virtual) time have passed, and
+    it reports that wait for its token (the first call, granted at once, reports none)."""
     guard, analyzer, limiter, _, clock, recorder = guarded([AnalyzerThrottled("429", retry_after_s=2.0), OK])
     assert OK == await guard.analyze("https://x/a.jpg", recorder)
     assert 2 == analyzer.calls
     assert clock.now >= 2.0
     assert 1 == limiter.throttled_total
+    assert 0.0 == recorder.waits[0]
+    assert recorder.waits[1] >= 2.0
 
 
 async def test_image_and_fatal_errors_are_not_retried() -> None:
