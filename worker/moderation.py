@@ -101,12 +101,21 @@ class Moderator:
         self._headers: dict[tuple[Decision, str, str | None], Sequence[tuple[str, bytes]]] = {}
 
     async def handle(self, record: Any, control: PartitionControl) -> Routed:
-        """The routed record for ``record``; raises only FatalAnalyzerError."""
-        source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)
+        """``prepare`` then ``complete`` in one call (tests, benchmarks); raises only FatalAnalyzerError."""
+        work = self.prepare(record)
+        return work if isinstance(work, Routed) else await self.complete(record, work, control)
+
+    def prepare(self, record: Any) -> Routed | Submission:
+        """Decode ``record``: its dead letter if it is refused, else the submission to analyze."""
         try:
-            submission = self._contracts.decode_submission(record.value, self._guard)
+            return self._contracts.decode_submission(record.value, self._guard)
         except InvalidSubmission as exc:
-            return self._dead_letter(record, source, exc)
+            return self._dead_letter(record, exc)
+
+    async def complete(self, record: Any, work: Submission, control: PartitionControl) -> Routed:
+        """Analyze, decide and encode ``work`` (from ``prepare``); raises only FatalAnalyzerError."""
+        submission = work
+        source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)
         policy = self._policy()
         analysis: Analysis | None
         try:
@@ -167,7 +176,8 @@ class Moderator:
             )
         return headers
 
-    def _dead_letter(self, record: Any, source: SourceCoordinates, error: InvalidSubmission) -> Routed:
+    def _dead_letter(self, record: Any, error: InvalidSubmission) -> Routed:
+        source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)
         value = encode_dead_letter(
             error=error,
             value=record.value,

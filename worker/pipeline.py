@@ -55,11 +55,18 @@ class PartitionControl(Protocol):
 
 
 class RecordHandler(Protocol):
-    """Turns one consumed record into the record to route (decode, analyze, decide, encode)."""
+    """Turns one consumed record into the record to route, in two steps.
 
-    async def handle(self, record: Any, control: PartitionControl) -> Routed:
-        """Never raises for bad input (that is a dead-letter ``Routed``); FatalAnalyzerError stops all."""
-        ...
+    ``prepare`` runs at once, for a whole poll in a row (decoding every record of a poll together keeps that
+    code hot: ~2 us a record cheaper than interleaving it with the rest of each record's work). It returns
+    the final ``Routed`` when no waiting is needed (a dead letter), else the work for ``complete``, which
+    runs in the record's own task. Neither raises for bad input; FatalAnalyzerError from ``complete``
+    stops the worker.
+    """
+
+    def prepare(self, record: Any) -> Routed | object: ...
+
+    async def complete(self, record: Any, work: Any, control: PartitionControl) -> Routed: ...
 
 
 class PipelineObserver(Protocol):
@@ -265,35 +272,50 @@ class Pipeline:
         if not self._in_flight:
             self._nothing_in_flight.clear()
         self._in_flight += 1
-        self._tasks.add(asyncio.create_task(self._process(tp, state, record)))
-
-    async def _process(self, tp: TopicPartition, state: _PartitionState, record: Any) -> None:
-        """Handle one record and hand its result to the outbox; every outcome ends here (no done callback:
-        one per record cost more than the bookkeeping it did)."""
         started = self._clock()
+        try:
+            work = self._handler.prepare(record)
+        except Exception as exc:  # noqa: BLE001 - a defect in the handler: stop, never skip the record
+            self._stop_for(exc, tp, record.offset)
+            self._settle()
+            return
+        if isinstance(work, Routed):
+            self._send(tp, state, record, work, started)
+            return
+        self._tasks.add(asyncio.create_task(self._process(tp, state, record, work, started)))
+        if len(self._tasks) > 2 * self._max_in_flight:  # forget finished tasks now and then, in one go
+            self._tasks = {task for task in self._tasks if not task.done()}
+
+    async def _process(
+        self, tp: TopicPartition, state: _PartitionState, record: Any, work: object, started: float
+    ) -> None:
+        """Complete one record and hand its result to the outbox; every outcome ends here (no done
+        callback: one per record cost more than the bookkeeping it did)."""
         control = _Control(state)
         handed_over = False
         try:
-            routed = await self._handler.handle(record, control)
-            self._outbox.send(
-                routed.topic,
-                routed.key,
-                routed.value,
-                routed.headers,
-                lambda error: self._acknowledged(
-                    tp, state, record, routed=routed, started=started, error=error
-                ),
-            )
+            routed = await self._handler.complete(record, work, control)
+            self._send(tp, state, record, routed, started)
             handed_over = True
         except FatalAnalyzerError as exc:
             self._stop_for(exc, tp, record.offset)
         except Exception as exc:  # noqa: BLE001 - a defect in the handler: stop, never skip the record
             self._stop_for(exc, tp, record.offset)
         finally:
-            self._tasks.discard(asyncio.current_task())
             control.unstall()
             if not handed_over:
                 self._settle()
+
+    def _send(
+        self, tp: TopicPartition, state: _PartitionState, record: Any, routed: Routed, started: float
+    ) -> None:
+        self._outbox.send(
+            routed.topic,
+            routed.key,
+            routed.value,
+            routed.headers,
+            lambda error: self._acknowledged(tp, state, record, routed=routed, started=started, error=error),
+        )
 
     def _acknowledged(
         self,
