@@ -72,6 +72,8 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """Whether a call may be made now; in half-open, True for exactly one caller (the probe)."""
+        if self._opened_at is None:  # closed: asked before every call, so answered first
+            return True
         state = self.state
         if state is BreakerState.CLOSED:
             return True
@@ -85,6 +87,8 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """A call succeeded: the failure run ends; a half-open breaker closes."""
+        if self._opened_at is None and not self._failures:  # closed with no failure run: nothing to end
+            return
         if self.state is BreakerState.OPEN:
             return  # a call sent before the breaker opened says nothing about the service now
         self._failures.clear()

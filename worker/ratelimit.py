@@ -384,7 +384,8 @@ class QuotaLimiter:
         now = self._clock()
         self.successes_total += 1
         self._success_times.append(now)
-        _forget_before(self._success_times, now - self._capacity_window_s)
+        if not len(self._success_times) % _FORGET_EVERY:
+            _forget_before(self._success_times, now - self._capacity_window_s)
 
     def set_share(self, assigned_partitions: int, total_partitions: int) -> None:
         """Recompute the share after a rebalance: ``quota * assigned / total`` (0 partitions -> no calls).
@@ -434,7 +435,8 @@ class QuotaLimiter:
         if delay_s == 0.0:
             self.granted_total += 1
             self._grant_times.append(now)
-            _forget_before(self._grant_times, now - self._window_s)
+            if not len(self._grant_times) % _FORGET_EVERY:
+                _forget_before(self._grant_times, now - self._window_s)
         return delay_s
 
     def _take_as_of(self, moment: float) -> float:
@@ -466,6 +468,11 @@ class QuotaLimiter:
         self._waiters.remove(waiter)
         if was_head and self._waiters:
             self._waiters[0].turn.set()
+
+
+_FORGET_EVERY = 256
+"""Grant and success times are read (after forgetting old ones) every few seconds but appended per call:
+forgetting on every 256th append bounds them at the window's calls + 256 for a call less per append."""
 
 
 def _forget_before(times: deque[float], cutoff: float) -> None:

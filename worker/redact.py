@@ -32,6 +32,9 @@ _PLAIN_URL = re.compile(
 )
 
 
+_EMPTY_REST = frozenset(("", "#", "?#"))
+
+
 def _percent_encode(match: re.Match[str]) -> str:
     return f"%{ord(match.group()):02X}"
 
@@ -48,11 +51,9 @@ def redact_url(url: str) -> str:
     plain = _PLAIN_URL.fullmatch(url)
     if plain is not None:
         scheme, host_port, path, rest = plain.groups("")
-        if rest.startswith("?"):
-            query, _, fragment = rest[1:].partition("#")
-        else:
-            query, fragment = "", rest[1:]
-        suffix = REDACTED_QUERY if (query or fragment or url.endswith("?")) else ""
+        # Redacted unless nothing follows the path but empty delimiters; a lone "?" is redacted as urlsplit
+        # sees an (empty) query there.
+        suffix = "" if rest in _EMPTY_REST else REDACTED_QUERY
         return f"{scheme.lower()}://{host_port}{path}{suffix}"
     try:
         parts = urlsplit(url.strip())

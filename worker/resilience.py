@@ -74,24 +74,14 @@ class GuardedAnalyzer:
             if not self._breaker.allow():
                 await self._pass_breaker()
             waited_s = 0.0 if self._limiter.try_acquire() else await self._limiter.acquire()
+            called = self._clock()
             try:
-                analysis = await self._call(image_url, waited_s)
-            except ImageAnalysisRejected:
-                self._breaker.record_success()  # the service answered: it is healthy, the image is not
-                stall.unstall()
-                raise
-            except AnalyzerThrottled as exc:
-                self._breaker.record_success()  # a 429 is a live service pacing us, not a failing one
-                self._limiter.on_throttled(exc.retry_after_s)
-                delay = 0.0  # the limiter itself holds the next call until Retry-After
-            except TransientAnalyzerError as exc:
-                self._breaker.record_failure()
-                delay = compute_backoff(
-                    attempt, base_s=self._base_backoff_s, max_s=self._max_backoff_s, rng=self._rng
-                )
-                if exc.retry_after_s is not None:
-                    delay = max(delay, exc.retry_after_s)
+                analysis = await self._analyzer.analyze(image_url)
+            except AnalyzerError as exc:
+                self._observer.call(exc.outcome, self._clock() - called, waited_s)
+                delay = self._retry_delay(exc, attempt, stall)
             else:
+                self._observer.call("ok", self._clock() - called, waited_s)
                 self._breaker.record_success()
                 self._limiter.on_success()
                 stall.unstall()
@@ -102,15 +92,23 @@ class GuardedAnalyzer:
                 stall.stall()
             await self._sleep(delay)
 
-    async def _call(self, image_url: str, waited_s: float) -> Analysis:
-        started = self._clock()
-        try:
-            analysis = await self._analyzer.analyze(image_url)
-        except AnalyzerError as exc:
-            self._observer.call(exc.outcome, self._clock() - started, waited_s)
-            raise
-        self._observer.call("ok", self._clock() - started, waited_s)
-        return analysis
+    def _retry_delay(self, error: AnalyzerError, attempt: int, stall: Stall) -> float:
+        """Seconds to wait before retrying after ``error``; re-raises image and fatal errors."""
+        if isinstance(error, ImageAnalysisRejected):
+            self._breaker.record_success()  # the service answered: it is healthy, the image is not
+            stall.unstall()
+            raise error
+        if isinstance(error, AnalyzerThrottled):
+            self._breaker.record_success()  # a 429 is a live service pacing us, not a failing one
+            self._limiter.on_throttled(error.retry_after_s)
+            return 0.0  # the limiter itself holds the next call until Retry-After
+        if not isinstance(error, TransientAnalyzerError):
+            raise error
+        self._breaker.record_failure()
+        delay = compute_backoff(
+            attempt, base_s=self._base_backoff_s, max_s=self._max_backoff_s, rng=self._rng
+        )
+        return delay if error.retry_after_s is None else max(delay, error.retry_after_s)
 
     async def _pass_breaker(self) -> None:
         """Wait until the breaker lets a call through (it just refused one)."""
