@@ -37,7 +37,7 @@ from worker.domain import Analysis, Decision, Tag, Verdict
 from worker.drift import DriftMonitor
 from worker.metrics import Metrics
 from worker.moderation import Moderator, Outcome, RouteTopics
-from worker.observers import CallMetrics, DecisionMetrics, PipelineMetrics, utc_now
+from worker.observers import CallMetrics, DecisionMetrics, PipelineMetrics
 from worker.opsserver import HealthState
 from worker.pipeline import Routed
 from worker.policy import Policy, load_default_policy
@@ -143,7 +143,7 @@ def _real_observers(policy: Policy) -> _Observers:
     )
     drift = DriftMonitor(watched_tags=policy.watched_tags, window_s=600.0)
     return _Observers(
-        PipelineMetrics(metrics, health, now=utc_now),
+        PipelineMetrics(metrics, health),
         CallMetrics(metrics, health),
         DecisionMetrics(metrics, drift),
         registry,
@@ -183,7 +183,7 @@ def observer_calls_ns(observers: _Observers, count: int) -> float:
         Verdict(Decision.NEEDS_REVIEW, ()),
     ]
     routed = [
-        Routed(TOPIC, b"k", b"v", [], label=str(v.decision), detail=Outcome(str(v.decision), utc_now()))
+        Routed(TOPIC, b"k", b"v", [], label=str(v.decision), detail=Outcome(str(v.decision), time.time()))
         for v in verdicts
     ]
     record = _Record(TOPIC, 0, 0, 0, b"k", b"v")

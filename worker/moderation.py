@@ -68,10 +68,11 @@ class DecisionObserver(Protocol):
 
 
 class Outcome(NamedTuple):
-    """What ``Routed.detail`` carries for metrics: the dead-letter reason or the decision, and submit time."""
+    """What ``Routed.detail`` carries for metrics: the dead-letter reason or the decision, and the submit
+    time in seconds since the epoch (a float is all the end-to-end latency needs, and cheaper per record)."""
 
     label: str
-    submitted_at: datetime | None
+    submitted_at_s: float | None
 
 
 class Moderator:
@@ -156,7 +157,10 @@ class Moderator:
             value=value,
             headers=self._result_headers(verdict.decision, policy.version, model_version),
             label=verdict.decision,
-            detail=Outcome(verdict.decision, submission.submitted_at),
+            detail=Outcome(
+                verdict.decision,
+                None if submission.submitted_at is None else submission.submitted_at.timestamp(),
+            ),
         )
 
     def _result_headers(

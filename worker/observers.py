@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,10 @@ log = logging.getLogger(__name__)
 class PipelineMetrics:
     """``worker.pipeline.PipelineObserver`` onto ``Metrics`` and ``HealthState``."""
 
-    def __init__(self, metrics: Metrics, health: HealthState, *, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, metrics: Metrics, health: HealthState, *, now: Callable[[], float] = time.time
+    ) -> None:
+        """``now``: wall-clock seconds since the epoch (end-to-end latency compares it with submit times)."""
         self._metrics = metrics
         self._health = health
         self._now = now
@@ -45,8 +47,8 @@ class PipelineMetrics:
         else:
             self._metrics.observe_result(routed.label)
         end_to_end_s = None
-        if outcome.submitted_at is not None:
-            end_to_end_s = max((self._now() - outcome.submitted_at).total_seconds(), 0.0)
+        if outcome.submitted_at_s is not None:
+            end_to_end_s = max(self._now() - outcome.submitted_at_s, 0.0)
         self._metrics.observe_routed(processing_s=processing_s, end_to_end_s=end_to_end_s)
 
     def in_flight(self, count: int) -> None:
@@ -134,8 +136,3 @@ async def publish_periodically(
         for (dimension, tag), score in drift.scores(now).items():
             metrics.set_drift(dimension, tag, psi=score.psi, jensen_shannon=score.jensen_shannon)  # type: ignore[arg-type]
         await asyncio.sleep(interval_s)
-
-
-def utc_now() -> datetime:
-    """Wall-clock time, timezone-aware (contracts require it)."""
-    return datetime.now(UTC)

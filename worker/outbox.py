@@ -16,10 +16,11 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
+from random import choice
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import RecordMetadata
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ class Outbox:
 
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self._producer = producer
-        self._partitioner = DefaultPartitioner()
         self._queued: dict[str, list[_Entry]] = {}
         self._flusher: asyncio.Task[None] | None = None
 
@@ -113,7 +113,7 @@ class Outbox:
         groups: dict[tuple[str, int], list[_Entry]] = {}
         for topic, known in partitions.items():  # topics first queued while metadata was awaited wait a round
             for entry in self._queued[topic]:
-                groups.setdefault((topic, self._partitioner(entry[0], known, known)), []).append(entry)
+                groups.setdefault((topic, _partition_for(entry[0], known)), []).append(entry)
         for topic in partitions:
             del self._queued[topic]
         return [(topic, partition, entries) for (topic, partition), entries in groups.items()]
@@ -138,6 +138,15 @@ class Outbox:
         else:
             future.add_done_callback(lambda done: _batch_done(sent, done))
         return rest
+
+
+def _partition_for(key: bytes | None, partitions: list[int]) -> int:
+    """What aiokafka's ``DefaultPartitioner`` picks: murmur2 of the key as the Java client hashes it over
+    the sorted partitions; a keyless record goes to any partition."""
+    if key is None:
+        return choice(partitions)  # noqa: S311 - spreading load, not cryptography
+    hashed: int = murmur2(key)  # aiokafka's murmur2 is untyped
+    return partitions[(hashed & 0x7FFFFFFF) % len(partitions)]
 
 
 def _batch_done(entries: list[_Entry], done: asyncio.Future[RecordMetadata]) -> None:

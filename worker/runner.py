@@ -31,7 +31,7 @@ from worker.gctuning import tune_collector
 from worker.logs import configure_logging
 from worker.metrics import Metrics
 from worker.moderation import Moderator, RouteTopics
-from worker.observers import CallMetrics, DecisionMetrics, PipelineMetrics, publish_periodically, utc_now
+from worker.observers import CallMetrics, DecisionMetrics, PipelineMetrics, publish_periodically
 from worker.opsserver import HealthState, OpsServer
 from worker.pipeline import Pipeline, WorkerStopped
 from worker.policy import Policy, load_default_policy, load_policy
@@ -177,7 +177,7 @@ async def run_worker(
             consumer,
             producer,
             moderator,
-            PipelineMetrics(metrics, health, now=utc_now),
+            PipelineMetrics(metrics, health),
             input_topic=settings.input_topic,
             max_in_flight=settings.max_in_flight,
             max_in_flight_per_partition=settings.max_in_flight_per_partition,
