@@ -311,10 +311,12 @@ class DriftMonitor:
         """``observe`` for a caller that has the best confidence of each watched tag seen already."""
         if self._window_started_at is None:
             self._window_started_at = now
-        seen = tuple(
-            (name, confidence_bin(confidence, self._bins), confidence >= self._threshold)
-            for name, confidence in best.items()
-        )
+        seen: tuple[tuple[str, int, bool], ...] = ()
+        if best:  # most images show no watched tag
+            seen = tuple(
+                (name, confidence_bin(confidence, self._bins), confidence >= self._threshold)
+                for name, confidence in best.items()
+            )
         self._window.add((str(decision), seen), now)
 
     def current(self, now: float) -> dict[DriftKey, dict[str, int]]:
