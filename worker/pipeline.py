@@ -175,25 +175,27 @@ class Pipeline:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set or a fatal error happens; then drain, commit and return (or raise)."""
         committer = asyncio.create_task(self._commit_loop(), name="commit-loop")
+        stop_watcher = asyncio.create_task(self._wake_on(stop), name="stop-watcher")
         try:
             while not stop.is_set() and self._fatal is None:
-                await self._intake_once(stop)
+                await self._intake_once()
         finally:
             self._stopping.set()
             await self._drain()
-            committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await committer
+            for task in (committer, stop_watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self._commit()
         if self._fatal is not None:
             raise WorkerStopped(self._fatal)
 
-    async def _intake_once(self, stop: asyncio.Event) -> None:
+    async def _intake_once(self) -> None:
         free = self._max_in_flight - self._in_flight
         held = self._apply_pauses()
         eligible = [tp for tp in self._partitions if tp not in held]
         if free <= 0 or (self._partitions and not eligible):
-            await self._wait_for_slot(stop)
+            await self._wait_for_slot()
             return
         # Intake is held by not asking for a partition, not by pausing it: aiokafka discards the records it
         # prefetched for a partition that is paused when polled, and would fetch them again on resume.
@@ -209,13 +211,17 @@ class Pipeline:
             self._lag_reported_at = self._polled_at
             self._report_lag()
 
-    async def _wait_for_slot(self, stop: asyncio.Event) -> None:
-        """Wait (at most 0.2 s) for a task to finish or ``stop``; poll now and then to stay in the group."""
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        """Wake ``_wait_for_slot`` when ``stop`` is set: one task for the run instead of two per wait."""
+        await stop.wait()
+        self._slot_freed.set()
+
+    async def _wait_for_slot(self) -> None:
+        """Wait (at most 0.2 s) for a slot to free or the stop; poll now and then to stay in the group."""
         self._slot_freed.clear()
-        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._slot_freed.wait())]
-        await asyncio.wait(waits, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waits:
-            waiter.cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await self._slot_freed.wait()
         if asyncio.get_running_loop().time() - self._polled_at >= self._poll_keepalive_s:
             await self._keepalive_poll()
 
@@ -282,7 +288,9 @@ class Pipeline:
         if isinstance(work, Routed):
             self._send(tp, state, record, work, started)
             return
-        self._tasks.add(asyncio.create_task(self._process(tp, state, record, work, started)))
+        # The loop's own create_task: asyncio.create_task adds two Python calls per record around it.
+        process = self._process(tp, state, record, work, started)
+        self._tasks.add(asyncio.get_running_loop().create_task(process))
         if len(self._tasks) > 2 * self._max_in_flight:  # forget finished tasks now and then, in one go
             self._tasks = {task for task in self._tasks if not task.done()}
 
