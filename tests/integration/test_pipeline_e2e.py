@@ -29,6 +29,7 @@ from tests.pipeline_harness import (
 )
 from worker.dev.emulator import Emulator, EmulatorConfig
 from worker.dev.fixtures import parse_fixtures
+from worker.domain import Analysis, Tag
 from worker.runner import EXIT_FATAL, EXIT_OK, run_worker
 
 pytestmark = pytest.mark.integration
@@ -242,3 +243,49 @@ async def _settle_commits(bootstrap: str, group_id: str, topics: Topics, total: 
             if sum(offset or 0 for offset in committed.values()) >= total:
                 return
             await asyncio.sleep(0.5)
+
+
+class _FailsOnCall:
+    """An ``Analyzer`` answering at once, except that call ``failing`` raises a bug (not an AnalyzerError)."""
+
+    def __init__(self, failing: int) -> None:
+        self._failing = failing
+        self.calls = 0
+
+    async def analyze(self, image_url: str) -> Analysis:  # noqa: ARG002 - the seam's signature
+        self.calls += 1
+        if self.calls == self._failing:
+            raise RuntimeError("a defect, not a service error")
+        return Analysis("test", (Tag("cat", 0.97),))
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+async def test_a_defect_in_the_handler_stops_the_worker_without_committing_past_it(
+    kafka_bootstrap: str, topics: Topics, group_id: str
+) -> None:
+    """An unexpected exception while handling record 20 of 60 on one partition: exit 3, the committed offset
+    stays at or below that record, and every record after it is still there to be read again."""
+    await topics.create(kafka_bootstrap, partitions=1)
+    records = [
+        (
+            f"img-{index:03d}".encode(),
+            orjson.dumps({"id": f"img-{index:03d}", "image": {"url": f"https://{IMAGE_HOST}/a.jpg"}}),
+        )
+        for index in range(60)
+    ]
+    await produce_all(kafka_bootstrap, topics.input, records)
+    env = worker_environment(kafka_bootstrap, topics, group_id, "http://127.0.0.1:9", "unused")
+    analyzer = _FailsOnCall(failing=20)
+
+    exit_code = await asyncio.wait_for(
+        run_worker(
+            worker_settings(env), stop=asyncio.Event(), analyzer=analyzer, registry=CollectorRegistry()
+        ),
+        timeout=60,
+    )
+
+    assert EXIT_FATAL == exit_code
+    committed = (await committed_offsets(kafka_bootstrap, group_id, topics.input, 1))[0]
+    assert committed is None or committed <= 19  # the 20th call analyzes offset 19 (calls go in offset order)
