@@ -22,6 +22,7 @@ from azure.ai.vision.imageanalysis.models import VisualFeatures
 from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 
+from tests.kafka_helpers import create_topics
 from tests.pipeline_harness import IMAGE_HOST, ROUTES, Topics, make_submissions
 from worker.analyzer import build_client
 from worker.dev.emulator import Emulator
@@ -140,6 +141,15 @@ async def produce_fast(
     finally:
         await producer.stop()
     return time.monotonic() - started
+
+
+async def shared_input(ctx: BenchContext, name: str, partitions: int, count: int) -> str:
+    """Create benchmark ``name``'s input topic with ``count`` valid submissions; a worker and its baseline
+    read it in turn, each in its own consumer group. Returns the topic."""
+    topic = ctx.topics(name).input
+    await create_topics(ctx.bootstrap, [topic], partitions)
+    await produce_fast(ctx.bootstrap, topic, valid_submissions(count))
+    return topic
 
 
 class OffsetProbe:

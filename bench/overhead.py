@@ -23,10 +23,9 @@ from bench.common import (
     InstantAnalyzer,
     OffsetProbe,
     best_of_ratio,
-    produce_fast,
     route_topics,
+    shared_input,
     steady_rate,
-    valid_submissions,
 )
 from tests.kafka_helpers import create_topics
 from tests.pipeline_harness import worker_environment
@@ -189,9 +188,7 @@ async def _measure_worker(ctx: BenchContext, input_topic: str) -> float:
 
 async def run(ctx: BenchContext) -> BenchResult:
     """Relay and worker alternately, ``REPEATS`` times each; the ratio of their best rates."""
-    input_topic = ctx.topics(NAME).input
-    await create_topics(ctx.bootstrap, [input_topic], PARTITIONS)
-    await produce_fast(ctx.bootstrap, input_topic, valid_submissions(MESSAGES))
+    input_topic = await shared_input(ctx, NAME, PARTITIONS, MESSAGES)
     relay_rates: list[float] = []
     worker_rates: list[float] = []
     for _ in range(REPEATS):

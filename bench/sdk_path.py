@@ -27,9 +27,8 @@ from bench.common import (
     bare_sdk_calls,
     best_of_ratio,
     process_cpu_s,
-    produce_fast,
     route_topics,
-    valid_submissions,
+    shared_input,
 )
 from tests.kafka_helpers import create_topics
 from tests.pipeline_harness import worker_environment, worker_process
@@ -118,9 +117,7 @@ async def _measure_worker(ctx: BenchContext, emulator: Emulator, input_topic: st
 
 async def run(ctx: BenchContext) -> BenchResult:
     """Bare client and worker alternately, ``REPEATS`` times each; the ratio of their best call rates."""
-    input_topic = ctx.topics(NAME).input
-    await create_topics(ctx.bootstrap, [input_topic], PARTITIONS)
-    await produce_fast(ctx.bootstrap, input_topic, valid_submissions(CALLS))
+    input_topic = await shared_input(ctx, NAME, PARTITIONS, CALLS)
     bare: list[Steady] = []
     worker: list[Steady] = []
     async with Emulator(EmulatorConfig(key=KEY), host="127.0.0.1", port=0) as emulator:

@@ -48,7 +48,7 @@ class PipelineMetrics:
             self._metrics.observe_result(routed.label)
         end_to_end_s = None
         if outcome.submitted_at_s is not None:
-            end_to_end_s = max(self._now() - outcome.submitted_at_s, 0.0)
+            end_to_end_s = self._now() - outcome.submitted_at_s  # observe_routed clamps it at 0
         self._metrics.observe_routed(processing_s=processing_s, end_to_end_s=end_to_end_s)
 
     def in_flight(self, count: int) -> None:

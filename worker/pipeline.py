@@ -20,7 +20,6 @@ from typing import Any, NamedTuple, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from worker.errors import FatalAnalyzerError
 from worker.offsets import OffsetTracker
 from worker.outbox import Outbox
 
@@ -160,7 +159,6 @@ class Pipeline:
         self._paused: set[TopicPartition] = set()
         self._slot_freed = asyncio.Event()
         self._fatal: BaseException | None = None
-        self._stopping = asyncio.Event()
         self._polled_at = -math.inf  # loop time of the last poll (getmany)
 
     def listener(self) -> ConsumerRebalanceListener:
@@ -180,7 +178,6 @@ class Pipeline:
             while not stop.is_set() and self._fatal is None:
                 await self._intake_once()
         finally:
-            self._stopping.set()
             await self._drain()
             for task in (committer, stop_watcher):
                 task.cancel()
@@ -305,9 +302,8 @@ class Pipeline:
             routed = await self._handler.complete(record, work, control)
             self._send(tp, state, record, routed, started)
             handed_over = True
-        except FatalAnalyzerError as exc:
-            self._stop_for(exc, tp, record.offset)
-        except Exception as exc:  # noqa: BLE001 - a defect in the handler: stop, never skip the record
+        # FatalAnalyzerError, or a defect in the handler: stop, never skip the record.
+        except Exception as exc:  # noqa: BLE001
             self._stop_for(exc, tp, record.offset)
         finally:
             control.unstall()

@@ -344,9 +344,9 @@ class QuotaLimiter:
 
         FIFO across concurrent callers; blocks while throttled and while this replica has no share.
         """
-        started = self._clock()
-        if not self._waiters and self._try_grant(started) == 0.0:
+        if self.try_acquire():
             return 0.0
+        started = self._clock()
         waiter = _Waiter()
         self._waiters.append(waiter)
         due: float | None = None  # when the head's timer was meant to fire
