@@ -20,7 +20,6 @@ from pathlib import Path
 from bench import group_share, latency_hiding, memory, metrics_cost, overhead, quota, sdk_path
 from bench.common import BenchContext, BenchResult, machine_description
 from worker.dev.broker import EmbeddedKafka, default_cache_root
-from worker.gctuning import tune_collector
 
 BOOTSTRAP_ENV = "MODERATION_BENCH_BOOTSTRAP_SERVERS"
 
@@ -87,9 +86,6 @@ def main(argv: Sequence[str]) -> int:
     logging.getLogger("worker").setLevel(logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     print("machine: " + ", ".join(f"{key}={value}" for key, value in machine_description().items()))
-    # The collector settings `moderation-worker run` starts with: a worker run in this process (overhead) then
-    # runs as deployed. Its baseline shares the process, and so the settings.
-    tune_collector()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="moderation-bench-") as scratch:
         results = asyncio.run(_run(names, Path(scratch)))

@@ -24,8 +24,8 @@ from azure.core.exceptions import HttpResponseError
 
 from tests.kafka_helpers import create_topics
 from tests.pipeline_harness import IMAGE_HOST, ROUTES, Topics, make_submissions
-from worker.analyzer import build_client
-from worker.dev.emulator import Emulator
+from worker.analysis.azure import build_client
+from worker.dev.emulator.server import Emulator
 from worker.domain import Analysis, Tag
 
 POLL_S = 0.05
@@ -260,7 +260,7 @@ async def bare_sdk_calls(
     endpoint: str, key: str, *, concurrency: int, count: int | None = None, duration_s: float | None = None
 ) -> SdkCalls:
     """``concurrency`` loops of ``ImageAnalysisClient.analyze_from_url`` on the client the worker builds
-    (``worker.analyzer.build_client``: SDK retries off, the worker's default timeouts, proxy read once).
+    (``worker.analysis.azure.build_client``: SDK retries off, the worker's default timeouts, proxy read once).
 
     Tags only.
 

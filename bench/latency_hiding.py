@@ -23,7 +23,7 @@ from bench.common import (
     wait_for_calls,
 )
 from tests.pipeline_harness import worker_environment, worker_process
-from worker.dev.emulator import Emulator, EmulatorConfig
+from worker.dev.emulator.server import Emulator, EmulatorConfig
 
 NAME = "latency_hiding"
 KEY = "bench-key"

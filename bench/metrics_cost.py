@@ -31,18 +31,19 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from bench.common import BenchContext, BenchResult, valid_submissions
 from worker import __version__
-from worker.breaker import CircuitBreaker
+from worker.analysis.breaker import CircuitBreaker
+from worker.analysis.guarded import GuardedAnalyzer
+from worker.analysis.limiter import QuotaLimiter
 from worker.contracts import Contracts, DeadLetterReason
 from worker.domain import Analysis, Decision, Tag, Verdict
-from worker.drift import DriftMonitor
-from worker.metrics import Metrics
-from worker.moderation import Moderator, Outcome, RouteTopics
-from worker.observers import CallMetrics, DecisionMetrics, PipelineMetrics
-from worker.opsserver import HealthState
-from worker.pipeline import Routed
-from worker.policy import Policy, load_default_policy
-from worker.ratelimit import QuotaLimiter
-from worker.resilience import GuardedAnalyzer
+from worker.moderation import Moderator, RouteTopics
+from worker.observability.drift import DriftMonitor
+from worker.observability.metrics import Metrics
+from worker.observability.observers import CallMetrics, DecisionMetrics, PipelineMetrics
+from worker.observability.ops_server import HealthState
+from worker.policy import Policy
+from worker.policy_file import load_default_policy
+from worker.records import Outcome, Routed
 
 NAME = "metrics_cost"
 TARGET = 1.5

@@ -3,11 +3,10 @@
 The emulator (no delay, no rate limit) runs in the bench process; both sides run as their own process so
 neither shares an event loop with it: the worker is ``moderation-worker run`` (quota far above the rate,
 ``MAX_IN_FLIGHT`` = C), the baseline is ``python -m bench.sdk_path client`` with C concurrent
-``analyze_from_url`` loops on the client the worker builds (``worker.analyzer.build_client``), with the
-worker's collector settings (``worker.gctuning``), so the ratio is what the worker adds around the SDK and
-not how either is tuned. Both rates are counted at the emulator (analyze calls per second, after a warm-up
-of 10 % of the calls, up to 90 %: the last records of a partition are not steady state), with each side's
-CPU time per call over the same span. Best of the repeats.
+``analyze_from_url`` loops on the client the worker builds (``worker.analysis.azure.build_client``), so the
+ratio is what the worker adds around the SDK. Both rates are counted at the emulator (analyze calls per
+second, after a warm-up of 10 % of the calls, up to 90 %: the last records of a partition are not steady
+state), with each side's CPU time per call over the same span. Best of the repeats.
 """
 
 from __future__ import annotations
@@ -32,8 +31,7 @@ from bench.common import (
 )
 from tests.kafka_helpers import create_topics
 from tests.pipeline_harness import worker_environment, worker_process
-from worker.dev.emulator import Emulator, EmulatorConfig
-from worker.gctuning import tune_collector
+from worker.dev.emulator.server import Emulator, EmulatorConfig
 
 NAME = "sdk_path"
 TARGET = 0.85
@@ -154,5 +152,4 @@ if __name__ == "__main__":
         raise SystemExit(
             f"usage: python -m bench.sdk_path client ENDPOINT KEY CONCURRENCY COUNT, not {command}"
         )
-    tune_collector()  # the worker's collector settings: the ratio then leaves the runtime's tuning out
     asyncio.run(_client(endpoint, key, int(concurrency), int(count)))

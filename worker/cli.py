@@ -13,11 +13,11 @@ from collections.abc import Sequence
 # Subcommand words -> "module:function"; imported lazily so `dev broker` does not load the Azure SDK.
 COMMANDS: dict[tuple[str, ...], str] = {
     ("run",): "worker.runner:main",
-    ("topics", "create"): "worker.topics:main",
-    ("hold",): "worker.control:main",
-    ("demo",): "worker.demo:main",
+    ("topics", "create"): "worker.kafka.topics:main",
+    ("hold",): "worker.kafka.control:main",
+    ("demo",): "worker.dev.demo.run:main",
     ("dev", "broker"): "worker.dev.broker:main",
-    ("dev", "emulator"): "worker.dev.emulator:main",
+    ("dev", "emulator"): "worker.dev.emulator.server:main",
 }
 
 USAGE = "usage: moderation-worker {run | topics create | hold on|off | demo | dev broker | dev emulator}"

@@ -1,4 +1,4 @@
-"""Message contracts: the JSON Schemas in ``schemas/`` compiled once, submission decoding, result encoding.
+"""Message contracts: the JSON Schemas in ``schemas/`` compiled once, and submission decoding.
 
 Decoding a record value runs size -> UTF-8/JSON -> schema -> guard (URL safety, host allowlist, consent)
 and either returns a ``Submission`` or raises ``InvalidSubmission`` whose ``reason`` is the dead-letter error
@@ -7,34 +7,26 @@ class. Messages never echo a URL's query string. Pure: no Kafka, HTTP or Azure i
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import jsonschema_rs
 import orjson
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 
-from worker.domain import Reason, Tag, Verdict
 from worker.errors import ConfigurationError, ModerationError
 from worker.redact import redact_text, redact_url
 from worker.urlguard import url_refusal
 
 DEFAULT_MAX_VALUE_BYTES: Final = 65_536
 """Largest accepted submission value; a valid v1 document is a few KiB at most."""
-DEFAULT_KEEP_VALUE_BYTES: Final = 262_144
-"""Largest prefix of an original value a dead letter carries, so the dead letter fits the broker's limit."""
-MAX_RESULT_TAGS: Final = 32
-MAX_HEADERS: Final = 64
-"""Headers a dead letter keeps (the first ones); Kafka records rarely carry more than a handful."""
 _MAX_MESSAGE_CHARS: Final = 300
 _RFC3339: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
@@ -47,9 +39,6 @@ class SchemaName(StrEnum):
     DEAD_LETTER = "dead-letter.v1"
     POLICY = "policy.v1"
     CONTROL = "control.v1"
-
-
-_RESULT_SCHEMA: Final = str(SchemaName.MODERATION_RESULT)
 
 
 class DeadLetterReason(StrEnum):
@@ -118,15 +107,6 @@ class Guard:
 
 _DEFAULT_GUARD: Final = Guard()
 _NO_METADATA: Final[Mapping[str, str]] = MappingProxyType({})
-
-
-class SourceCoordinates(NamedTuple):
-    """Where a consumed record came from; ``timestamp_ms`` is the record's Kafka timestamp."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None = None
 
 
 def default_schemas_dir() -> Path:
@@ -298,107 +278,3 @@ def check_consent(consent: Consent | None, guard: Guard) -> None:
         raise InvalidSubmission(
             DeadLetterReason.CONSENT_MISSING, f"consent does not cover purposes {uncovered}"
         )
-
-
-def _in_utc(moment: datetime) -> datetime:
-    """``moment`` in UTC (orjson writes it with ``OPT_UTC_Z`` as ``...Z``); naive: ValueError."""
-    if moment.tzinfo is UTC:
-        return moment
-    if moment.utcoffset() is None:
-        raise ValueError("timestamps in contracts must be timezone-aware")
-    return moment.astimezone(UTC)
-
-
-def _reason_document(reason: Reason) -> dict[str, object]:
-    document: dict[str, object] = {"rule": reason.rule}
-    if reason.tag is not None:
-        document["tag"] = reason.tag
-    if reason.confidence is not None:
-        document["confidence"] = reason.confidence
-    if reason.detail is not None:
-        document["detail"] = redact_text(reason.detail)[:256]
-    return document
-
-
-def _by_confidence(tag: Tag) -> tuple[float, str]:
-    return -tag.confidence, tag.name
-
-
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode("ascii")
-
-
-def encode_result(
-    *,
-    submission: Submission,
-    verdict: Verdict,
-    policy_version: str,
-    model_version: str | None,
-    analyzed_at: datetime,
-    source: SourceCoordinates,
-    worker_version: str,
-    tags: Sequence[Tag] = (),
-) -> bytes:
-    """Serialise a ``moderation-result.v1`` document; the image URL is written redacted.
-
-    ``tags`` are the ones worth showing downstream (matched or top tags); at most ``MAX_RESULT_TAGS`` are
-    kept, highest confidence first. ``analyzed_at`` must be timezone-aware.
-    """
-    document: dict[str, object] = {
-        "schema": _RESULT_SCHEMA,
-        "id": submission.id,
-        "decision": verdict.decision,  # a StrEnum: orjson writes its value
-        "reasons": [_reason_document(reason) for reason in verdict.reasons],
-        "policy_version": policy_version,
-        "model_version": model_version,
-        "analyzed_at": _in_utc(analyzed_at),
-        "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset},
-        "image": {"url": redact_url(submission.image_url)},
-        "worker_version": worker_version,
-    }
-    if tags:
-        kept = sorted(tags, key=_by_confidence)[:MAX_RESULT_TAGS] if len(tags) > 1 else tags
-        document["tags"] = [{"name": tag.name, "confidence": tag.confidence} for tag in kept]
-    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
-
-
-def encode_dead_letter(
-    *,
-    error: InvalidSubmission,
-    value: bytes | None,
-    key: bytes | None,
-    headers: Sequence[tuple[str, bytes | None]],
-    source: SourceCoordinates,
-    failed_at: datetime,
-    worker_version: str,
-    keep_value_bytes: int = DEFAULT_KEEP_VALUE_BYTES,
-) -> bytes:
-    """Serialise a ``dead-letter.v1`` document carrying the original record (base64) and the typed error.
-
-    A value longer than ``keep_value_bytes`` is cut to that prefix (``truncated`` true) so the dead letter
-    itself fits the broker's record limit; ``value_sha256`` always hashes the whole original.
-    """
-    coordinates: dict[str, object] = {
-        "topic": source.topic,
-        "partition": source.partition,
-        "offset": source.offset,
-    }
-    if source.timestamp_ms is not None:
-        coordinates["timestamp_ms"] = source.timestamp_ms
-    truncated = value is not None and len(value) > keep_value_bytes
-    document = {
-        "schema": str(SchemaName.DEAD_LETTER),
-        "original": {
-            "value_b64": _b64(value[:keep_value_bytes] if value is not None else None),
-            "value_bytes": 0 if value is None else len(value),
-            "value_sha256": None if value is None else hashlib.sha256(value).hexdigest(),
-            "truncated": truncated,
-            "key_b64": _b64(key),
-            "headers": [{"key": name[:256], "value_b64": _b64(data)} for name, data in headers[:MAX_HEADERS]],
-        },
-        "error": {"class": str(error.reason), "message": error.message},
-        "source": coordinates,
-        "failed_at": _in_utc(failed_at),
-        "worker_version": worker_version,
-    }
-    return orjson.dumps(document, option=orjson.OPT_UTC_Z)

@@ -10,22 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from worker import __version__
-from worker.contracts import (
-    Contracts,
-    Guard,
-    InvalidSubmission,
-    SourceCoordinates,
-    Submission,
-    encode_dead_letter,
-    encode_result,
-)
+from worker.contracts import Contracts, Guard, InvalidSubmission, Submission
 from worker.domain import Analysis, Decision, Tag, Verdict
 from worker.errors import ImageAnalysisRejected
-from worker.pipeline import PartitionControl, Routed
 from worker.policy import Policy, decide, decide_image_error
+from worker.records import Outcome, Routed, SourceCoordinates, Stall, encode_dead_letter, encode_result
 
 DEAD_LETTER_LABEL = "dead_letter"
 # Header values that are the same on every record, encoded once.
@@ -58,7 +50,7 @@ class RouteTopics:
 class ImageAnalyzer(Protocol):
     """The guarded analyzer: retries transient errors itself, raises image and fatal errors."""
 
-    async def analyze(self, image_url: str, stall: PartitionControl) -> Analysis: ...
+    async def analyze(self, image_url: str, stall: Stall) -> Analysis: ...
 
 
 class DecisionObserver(Protocol):
@@ -67,16 +59,8 @@ class DecisionObserver(Protocol):
     def decided(self, verdict: Verdict, analysis: Analysis | None) -> None: ...
 
 
-class Outcome(NamedTuple):
-    """What ``Routed.detail`` carries for metrics: the dead-letter reason or the decision, and the submit
-    time in seconds since the epoch (a float is all the end-to-end latency needs, and cheaper per record)."""
-
-    label: str
-    submitted_at_s: float | None
-
-
 class Moderator:
-    """Implements ``worker.pipeline.RecordHandler`` for ``image-submitted.v1`` records."""
+    """Implements ``worker.kafka.loop.RecordHandler`` for ``image-submitted.v1`` records."""
 
     def __init__(
         self,
@@ -101,7 +85,7 @@ class Moderator:
         # (decision, policy version, model version) -> result headers: a handful of combinations in practice.
         self._headers: dict[tuple[Decision, str, str | None], Sequence[tuple[str, bytes]]] = {}
 
-    async def handle(self, record: Any, control: PartitionControl) -> Routed:
+    async def handle(self, record: Any, control: Stall) -> Routed:
         """``prepare`` then ``complete`` in one call (tests, benchmarks); raises only FatalAnalyzerError."""
         work = self.prepare(record)
         return work if isinstance(work, Routed) else await self.complete(record, work, control)
@@ -113,7 +97,7 @@ class Moderator:
         except InvalidSubmission as exc:
             return self._dead_letter(record, exc)
 
-    async def complete(self, record: Any, work: Submission, control: PartitionControl) -> Routed:
+    async def complete(self, record: Any, work: Submission, control: Stall) -> Routed:
         """Analyze, decide and encode ``work`` (from ``prepare``); raises only FatalAnalyzerError."""
         submission = work
         source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)

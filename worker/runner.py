@@ -13,30 +13,31 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from worker import __version__
-from worker.analyzer import Analyzer, AzureAnalyzer
-from worker.breaker import CircuitBreaker
+from worker.analysis.analyzer import Analyzer
+from worker.analysis.azure import AzureAnalyzer
+from worker.analysis.breaker import CircuitBreaker
+from worker.analysis.guarded import GuardedAnalyzer
+from worker.analysis.limiter import QuotaLimiter
 from worker.contracts import Contracts, DeadLetterReason
-from worker.control import ControlState, follow_control
-from worker.drift import DriftMonitor, DriftReference, load_reference
 from worker.errors import ConfigurationError
-from worker.gctuning import tune_collector
-from worker.logs import configure_logging
-from worker.metrics import Metrics
+from worker.kafka.clients import kafka_clients
+from worker.kafka.control import ControlState, follow_control
+from worker.kafka.loop import Pipeline, WorkerStopped
 from worker.moderation import Moderator, RouteTopics
-from worker.observers import CallMetrics, DecisionMetrics, PipelineMetrics, publish_periodically
-from worker.opsserver import HealthState, OpsServer
-from worker.pipeline import Pipeline, WorkerStopped
-from worker.policy import Policy, load_default_policy, load_policy
-from worker.ratelimit import QuotaLimiter
-from worker.resilience import GuardedAnalyzer
+from worker.observability.drift import DriftMonitor, DriftReference, load_reference
+from worker.observability.logs import configure_logging
+from worker.observability.metrics import Metrics
+from worker.observability.observers import CallMetrics, DecisionMetrics, PipelineMetrics, publish_periodically
+from worker.observability.ops_server import HealthState, OpsServer
+from worker.policy import Policy
+from worker.policy_file import load_default_policy, load_policy
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def load_configured_policy(settings: Settings, contracts: Contracts) -> Policy:
 def build_analyzer(settings: Settings) -> Analyzer:
     """The production analyzer the settings ask for (Azure by default, the offline model as an option)."""
     if settings.analyzer == "model":
-        from worker.modelanalyzer import ModelAnalyzer  # noqa: PLC0415 - optional extra, loaded on demand
+        from worker.analysis.offline import ModelAnalyzer  # noqa: PLC0415 - optional extra, loaded on demand
 
         return ModelAnalyzer(
             connect_timeout_s=settings.analyzer_connect_timeout_s, read_timeout_s=settings.analyzer_timeout_s
@@ -80,40 +81,6 @@ def build_analyzer(settings: Settings) -> Analyzer:
         read_timeout_s=settings.analyzer_timeout_s,
         environ=os.environ,
     )
-
-
-@asynccontextmanager
-async def kafka_clients(settings: Settings) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaProducer]]:
-    """A manual-commit consumer and an idempotent ``acks=all`` producer, started and stopped together."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=settings.group_id,
-        client_id=f"moderation-worker-{os.getpid()}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=settings.max_in_flight,
-        fetch_max_bytes=16 * 1024 * 1024,
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        # aiokafka wakes every sender waiting on a full batch when it drains and most of them find the next
-        # one full again: at the 16 KiB default, a few hundred results in flight were woken ~7 times each
-        # (docs/benchmarks.md). 512 KiB stays well under the broker's 1 MiB message limit.
-        max_batch_size=512 * 1024,
-        compression_type=None,
-    )
-    await producer.start()
-    try:
-        await consumer.start()
-        try:
-            yield consumer, producer
-        finally:
-            await consumer.stop()
-    finally:
-        await producer.stop()
 
 
 async def run_worker(
@@ -275,7 +242,6 @@ def main(argv: Sequence[str]) -> int:
     try:
         settings = Settings.from_env(os.environ)
         configure_logging(settings.log_level)
-        tune_collector()
         return asyncio.run(_serve(settings))
     except ConfigurationError as exc:
         print(f"moderation-worker: configuration error: {exc}", file=sys.stderr)  # noqa: T201

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from azure.core.credentials import AzureKeyCredential
 
-from worker.analyzer import AzureAnalyzer
+from worker.analysis.azure import AzureAnalyzer
 from worker.errors import TransientAnalyzerError
 
 BYTE_EVERY_S = 0.05

@@ -17,8 +17,8 @@ import pytest
 from azure.core.credentials import AzureKeyCredential
 
 from tests.fixtures.emulator import TEST_KEY
-from worker.analyzer import AzureAnalyzer
-from worker.dev.emulator import Emulator
+from worker.analysis.azure import AzureAnalyzer
+from worker.dev.emulator.server import Emulator
 from worker.domain import Analysis
 
 IMAGE_URL = "https://images.example.com/cat.jpg?sv=2024&sig=SECRET"

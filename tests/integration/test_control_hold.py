@@ -17,8 +17,8 @@ from tests.pipeline_harness import (
     worker_environment,
     worker_settings,
 )
-from worker.control import publish_hold
-from worker.dev.emulator import Emulator
+from worker.dev.emulator.server import Emulator
+from worker.kafka.control import publish_hold
 from worker.runner import EXIT_OK, run_worker
 
 pytestmark = pytest.mark.integration

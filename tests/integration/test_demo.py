@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.dev.samples import GENERATED, PHOTOS
+from worker.dev.demo.samples import GENERATED, PHOTOS
 
 pytestmark = pytest.mark.integration
 

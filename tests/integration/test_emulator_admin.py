@@ -15,8 +15,8 @@ from azure.ai.vision.imageanalysis.models import ImageAnalysisResult, VisualFeat
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
 from tests.fixtures.emulator import TEST_KEY, sdk_client
-from worker.dev.emulator import Emulator, EmulatorConfig, main
-from worker.dev.fixtures import parse_fixtures
+from worker.dev.emulator.fixtures import parse_fixtures
+from worker.dev.emulator.server import Emulator, EmulatorConfig, main
 
 pytestmark = pytest.mark.integration
 

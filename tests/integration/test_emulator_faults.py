@@ -19,8 +19,8 @@ from azure.core.exceptions import (
 from azure.core.rest import AsyncHttpResponse
 
 from tests.fixtures.emulator import TEST_KEY, png_image, sdk_client
-from worker.dev.emulator import Emulator, EmulatorConfig
-from worker.dev.fixtures import default_tags, parse_fixtures, strip_query
+from worker.dev.emulator.fixtures import default_tags, parse_fixtures, strip_query
+from worker.dev.emulator.server import Emulator, EmulatorConfig
 
 pytestmark = pytest.mark.integration
 

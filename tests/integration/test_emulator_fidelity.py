@@ -20,8 +20,8 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.core.rest import AsyncHttpResponse, HttpRequest
 
 from tests.fixtures.emulator import TEST_KEY, png_image, sdk_client
-from worker.dev.emulator import Emulator
-from worker.dev.fixtures import bytes_key, parse_fixtures
+from worker.dev.emulator.fixtures import bytes_key, parse_fixtures
+from worker.dev.emulator.server import Emulator
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from azure.ai.vision.imageanalysis.models import VisualFeatures
 from azure.core.exceptions import HttpResponseError
 
 from tests.fixtures.emulator import sdk_client
-from worker.dev.samples import SampleServer, colour_bars, skin_tone_abstract_strong
+from worker.dev.demo.samples import SampleServer, colour_bars, skin_tone_abstract_strong
 
 pytestmark = pytest.mark.integration
 

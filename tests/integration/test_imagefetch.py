@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from worker.dev.emulator_state import ImageNotAccessibleError
-from worker.dev.imagefetch import HttpImageFetcher
+from worker.dev.emulator.image_fetch import HttpImageFetcher
+from worker.dev.emulator.state import ImageNotAccessibleError
 from worker.dev.tlsfiles import Certificate, HttpsFileServer, make_self_signed
 
 pytestmark = pytest.mark.integration

@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from worker.analyzer import Analyzer
-from worker.dev.emulator_state import TagSource
-from worker.dev.modeltags import ModelTagSource
-from worker.dev.samples import SampleServer, write_samples
+from worker.analysis.analyzer import Analyzer
+from worker.analysis.offline import ImageModel, ModelAnalyzer
+from worker.dev.demo.samples import SampleServer, write_samples
+from worker.dev.emulator.model_tags import ModelTagSource
+from worker.dev.emulator.state import TagSource
 from worker.domain import Analysis, Decision, Tag
 from worker.errors import ImageAnalysisRejected, TransientAnalyzerError
-from worker.imagemodel import ImageModel
-from worker.modelanalyzer import ModelAnalyzer
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from worker.metrics import Metrics
-from worker.opsserver import HealthState, OpsServer
+from worker.observability.metrics import Metrics
+from worker.observability.ops_server import HealthState, OpsServer
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from aiokafka.errors import KafkaError, ProducerClosed
 
 from tests.fixtures.kafka import NewTopics
 from tests.kafka_helpers import produce_all, read_to_end
-from worker.outbox import Acknowledged, Outbox
+from worker.kafka.outbox import Acknowledged, Outbox
 
 pytestmark = pytest.mark.integration
 

@@ -27,8 +27,8 @@ from tests.pipeline_harness import (
     worker_process,
     worker_settings,
 )
-from worker.dev.emulator import Emulator, EmulatorConfig
-from worker.dev.fixtures import parse_fixtures
+from worker.dev.emulator.fixtures import parse_fixtures
+from worker.dev.emulator.server import Emulator, EmulatorConfig
 from worker.domain import Analysis, Tag
 from worker.runner import EXIT_FATAL, EXIT_OK, run_worker
 

@@ -17,10 +17,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.fixtures.prometheus import PrometheusServer, dashboard_queries
-from worker.breaker import BreakerState
+from worker.analysis.breaker import BreakerState
 from worker.domain import Decision, Tag
-from worker.metrics import ANALYZER_OUTCOMES, DEAD_LETTER_REASONS, Metrics
-from worker.opsserver import HealthState, OpsServer
+from worker.observability.metrics import ANALYZER_OUTCOMES, DEAD_LETTER_REASONS, Metrics
+from worker.observability.ops_server import HealthState, OpsServer
 
 pytestmark = pytest.mark.integration
 

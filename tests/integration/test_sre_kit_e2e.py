@@ -32,9 +32,9 @@ from tests.integration.test_prometheus_dashboards import (
     assert_every_dashboard_expression_returns_data,
 )
 from tests.pipeline_harness import IMAGE_HOST, SCRIPTS, Topics, make_submissions, worker_environment
-from worker.dev.emulator import Emulator, EmulatorConfig
-from worker.dev.fixtures import parse_fixtures
-from worker.drift import PSI_ACT, PSI_WATCH, DriftReference, load_reference
+from worker.dev.emulator.fixtures import parse_fixtures
+from worker.dev.emulator.server import Emulator, EmulatorConfig
+from worker.observability.drift import PSI_ACT, PSI_WATCH, DriftReference, load_reference
 from worker.runner import EXIT_OK, run_worker
 from worker.settings import Settings
 

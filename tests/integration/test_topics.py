@@ -6,8 +6,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from worker.kafka.topics import create_topics
 from worker.settings import Settings
-from worker.topics import create_topics
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from azure.ai.vision.imageanalysis.models import ImageAnalysisResult
 
-from worker.analyzer import analysis_from_result
-from worker.azureerrors import classify_http_error, parse_retry_after
+from worker.analysis.azure import analysis_from_result
+from worker.analysis.azure_errors import classify_http_error, parse_retry_after
 from worker.domain import Tag
 from worker.errors import (
     AnalyzerThrottled,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.backoff import RetryPolicy, compute_backoff
+from worker.analysis.backoff import RetryPolicy, compute_backoff
 
 
 class FixedRandom(random.Random):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.breaker import BreakerState, CircuitBreaker
+from worker.analysis.breaker import BreakerState, CircuitBreaker
 
 
 class FakeClock:

@@ -16,21 +16,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.contracts import (
-    MAX_RESULT_TAGS,
     Consent,
     Contracts,
     DeadLetterReason,
     Guard,
     InvalidSubmission,
     SchemaName,
-    SourceCoordinates,
     Submission,
     default_schemas_dir,
-    encode_dead_letter,
-    encode_result,
 )
 from worker.domain import Decision, Reason, Tag, Verdict
 from worker.errors import ConfigurationError
+from worker.records import MAX_RESULT_TAGS, SourceCoordinates, encode_dead_letter, encode_result
 from worker.urlguard import host_allowed
 
 EXAMPLES = default_schemas_dir() / "examples"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 
 from worker.contracts import Contracts, SchemaName
-from worker.control import ControlState, hold_command
+from worker.kafka.control import ControlState, hold_command
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from tests.fixtures.prometheus import dashboard_queries
-from worker.metrics import Metrics, exported_sample_names
+from worker.observability.metrics import Metrics, exported_sample_names
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "dashboards"

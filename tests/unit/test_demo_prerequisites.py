@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from worker.dev.prerequisites import MODULES, Probes, check, java_major_version
+from worker.dev.demo.prerequisites import MODULES, Probes, check, java_major_version
 
 JAVA_17 = 'openjdk version "17.0.9" 2023-10-17\nOpenJDK Runtime Environment (build 17.0.9+9)'
 

@@ -6,7 +6,7 @@ import io
 
 import orjson
 
-from worker.dev.demoreport import (
+from worker.dev.demo.report import (
     Console,
     Outcome,
     RecordingTagSource,

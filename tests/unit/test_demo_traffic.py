@@ -9,10 +9,11 @@ import orjson
 import pytest
 
 from worker.contracts import Contracts, DeadLetterReason, InvalidSubmission
-from worker.demo import IMAGE_HOST
-from worker.dev.demotraffic import DemoSample, repeated, submission
-from worker.dev.samples import DEMO_POLICY_THRESHOLDS
-from worker.policy import BlockRule, Policy, policy_from_document
+from worker.dev.demo.run import IMAGE_HOST
+from worker.dev.demo.samples import DEMO_POLICY_THRESHOLDS
+from worker.dev.demo.traffic import DemoSample, repeated, submission
+from worker.policy import BlockRule, Policy
+from worker.policy_file import policy_from_document
 
 SAMPLE = DemoSample("demo-astronaut", "astronaut.png", "ab" * 32, "approved")
 NOW = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from worker import opsserver
 from worker.cli import COMMANDS
-from worker.metrics import Metrics
+from worker.observability import ops_server
+from worker.observability.metrics import Metrics
 from worker.settings import ENVIRONMENT, PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -296,8 +296,8 @@ def test_deployment_probes_ports_grace_period_and_security_context() -> None:
 
 
 def test_probe_paths_are_served_by_the_ops_server() -> None:
-    """The paths the container and the pod probe are routes of worker.opsserver."""
-    source = Path(opsserver.__file__).read_text()
+    """The paths the container and the pod probe are routes of worker.observability.ops_server."""
+    source = Path(ops_server.__file__).read_text()
     for path in PROBE_PATHS.values():
         assert f'"{path}"' in source
     assert '"/metrics"' in source
@@ -340,7 +340,7 @@ def test_keda_never_scales_past_the_input_partition_count() -> None:
 
 
 def test_metric_names_in_deploy_files_and_docs_are_exported() -> None:
-    """Every moderation_* metric the deploy files or docs/deploy.md name is one worker.metrics exports."""
+    """Every moderation_* metric the deploy files or docs/deploy.md name is one the metrics module exports."""
     texts = [path.read_text() for path in _deploy_files()] + [(ROOT / "docs" / "deploy.md").read_text()]
     named = {name for text in texts for name in _METRIC_NAME.findall(text)}
     named -= {"moderation_worker"}  # the distribution name, e.g. moderation_worker-*.whl

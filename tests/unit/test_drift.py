@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.domain import Tag
-from worker.drift import (
+from worker.observability.drift import (
     DECISION_MIX,
     TAG_CONFIDENCE,
     TAG_DETECTION,

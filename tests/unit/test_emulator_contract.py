@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.dev.emulator_state import SlidingWindowLimiter
-from worker.dev.vision_contract import (
+from worker.dev.emulator.contract import (
     NAMED_ERRORS,
     RESULT_KEYS,
     AnalyzeOptions,
@@ -16,6 +15,7 @@ from worker.dev.vision_contract import (
     parse_query,
     throttled,
 )
+from worker.dev.emulator.state import SlidingWindowLimiter
 
 BASE = {"api-version": "2023-10-01"}
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.dev.fixtures import (
+from worker.dev.emulator.fixtures import (
     DEFAULT_VOCABULARY,
     CannedReply,
     ErrorReply,

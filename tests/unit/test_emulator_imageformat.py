@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from tests.fixtures.emulator import png_image
-from worker.dev.imageformat import ImageFormat, ImageInfo, probe, sniff_format
+from worker.dev.emulator.image_format import ImageFormat, ImageInfo, probe, sniff_format
 
 
 def gif(width: int, height: int) -> bytes:

@@ -1,4 +1,4 @@
-"""``worker.fastmetrics`` exposes exactly what prometheus_client exposes for the same metrics and updates."""
+"""``fastmetrics`` exposes exactly what prometheus_client exposes for the same metrics and updates."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from worker.fastmetrics import FastFamilies
+from worker.observability.fastmetrics import FastFamilies
 
 BUCKETS = (0.005, 0.1, 0.25, 1.0, 2.5, 60.0)
 OBSERVED = (0.0, 0.005, 0.0051, 0.1, 0.3, 2.5, 59.9, 60.0, 61.0, 1e9, -1.0)

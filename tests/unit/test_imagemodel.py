@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from worker.dev.samples import DEMO_POLICY_THRESHOLDS, write_sample_set
+from worker.analysis.offline import ImageModel, pixel_descriptors
+from worker.dev.demo.samples import DEMO_POLICY_THRESHOLDS, write_sample_set
 from worker.domain import Decision
 from worker.errors import ImageAnalysisRejected
-from worker.imagemodel import ImageModel, pixel_descriptors
 
 TAG_NAMES = {"adult", "sfw", "grayscale", "colorful", "dark", "bright", "skin_tone", "low_detail"}
 

@@ -10,7 +10,7 @@ from pathlib import PurePosixPath
 import orjson
 import pytest
 
-from worker.logs import configure_logging
+from worker.observability.logs import configure_logging
 
 SAS_URL = "https://acct.blob.core.windows.net/images/cat.jpg?sv=2024-01-01&sig=TOPSECRET"
 REDACTED_URL = "https://acct.blob.core.windows.net/images/cat.jpg?<redacted>"
@@ -34,7 +34,7 @@ def lines(buffer: io.StringIO) -> list[dict[str, object]]:
 
 def test_each_event_is_one_json_line_with_fixed_keys_and_extra_fields(stream: io.StringIO) -> None:
     """ts, level, event and logger come first; extra= fields follow with their JSON types kept."""
-    logging.getLogger("worker.pipeline").info(
+    logging.getLogger("worker.kafka.loop").info(
         "result_routed", extra={"image_id": "img-1", "topic": "images.approved", "partition": 3, "offset": 41}
     )
 
@@ -43,7 +43,7 @@ def test_each_event_is_one_json_line_with_fixed_keys_and_extra_fields(stream: io
     assert {key: line[key] for key in list(line)[1:]} == {
         "level": "info",
         "event": "result_routed",
-        "logger": "worker.pipeline",
+        "logger": "worker.kafka.loop",
         "image_id": "img-1",
         "topic": "images.approved",
         "partition": 3,
@@ -77,7 +77,7 @@ def test_exceptions_are_rendered_as_class_redacted_message_and_traceback(stream:
     try:
         call_analyzer()
     except ConnectionError:
-        logging.getLogger("worker.analyzer").exception("analyzer_call_failed")
+        logging.getLogger("worker.analysis.azure").exception("analyzer_call_failed")
 
     [line] = lines(stream)
     assert line["level"] == "error"
@@ -90,7 +90,7 @@ def test_exceptions_are_rendered_as_class_redacted_message_and_traceback(stream:
 
 def test_messages_below_the_configured_level_are_dropped(stream: io.StringIO) -> None:
     """At info, debug events produce no line."""
-    log = logging.getLogger("worker.offsets")
+    log = logging.getLogger("worker.kafka.offsets")
 
     log.debug("offset_done")
     log.info("offset_committed")

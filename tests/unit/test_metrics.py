@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from worker.breaker import BreakerState
+from worker.analysis.breaker import BreakerState
 from worker.domain import Decision, Tag
-from worker.metrics import (
+from worker.observability.metrics import (
     ANALYZER_OUTCOMES,
     DEAD_LETTER_REASONS,
     Metrics,

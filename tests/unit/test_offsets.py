@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from worker.offsets import OffsetTracker
+from worker.kafka.offsets import OffsetTracker
 
 
 def test_nothing_is_committable_before_anything_finishes() -> None:

@@ -24,10 +24,8 @@ from worker.policy import (
     Rule,
     decide,
     decide_image_error,
-    load_default_policy,
-    load_policy,
-    policy_from_document,
 )
+from worker.policy_file import load_default_policy, load_policy, policy_from_document
 
 CONTRACTS = Contracts.load()
 SEVERITY = {Decision.APPROVED: 0, Decision.NEEDS_REVIEW: 1, Decision.REJECTED: 2}

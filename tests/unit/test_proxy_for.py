@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.analyzer import proxy_for
+from worker.analysis.azure import proxy_for
 
 ENDPOINT = "https://my-vision.cognitiveservices.azure.com"
 PROXY = "http://proxy.corp:3128"

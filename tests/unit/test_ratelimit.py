@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.ratelimit import AimdRate, QuotaLimiter, TokenBucket
+from worker.analysis.bucket import AimdRate, TokenBucket
+from worker.analysis.limiter import QuotaLimiter
 
 
 class VirtualTime:

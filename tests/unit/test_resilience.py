@@ -10,7 +10,9 @@ from collections.abc import Iterable
 
 import pytest
 
-from worker.breaker import BreakerState, CircuitBreaker
+from worker.analysis.breaker import BreakerState, CircuitBreaker
+from worker.analysis.guarded import GuardedAnalyzer
+from worker.analysis.limiter import QuotaLimiter
 from worker.domain import Analysis, Tag
 from worker.errors import (
     AnalyzerError,
@@ -19,8 +21,6 @@ from worker.errors import (
     ImageAnalysisRejected,
     TransientAnalyzerError,
 )
-from worker.ratelimit import QuotaLimiter
-from worker.resilience import GuardedAnalyzer
 
 OK = Analysis(model_version="test", tags=(Tag("cat", 0.9),))
 

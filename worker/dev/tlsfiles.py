@@ -114,7 +114,8 @@ class HttpsFileServer:
     """Serves the files of ``directory`` over https on ``bind_host:port`` (0: a free port) while entered.
 
     URLs name the certificate's host (``url_for``); clients must resolve that name to ``bind_host``
-    themselves (``worker.dev.imagefetch.StaticHostsResolver``). Unknown files answer 404, as a store does.
+    themselves (``worker.dev.emulator.image_fetch.StaticHostsResolver``). Unknown files answer 404, as a
+    store does.
     """
 
     def __init__(

@@ -31,7 +31,6 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from worker.dev import prerequisites
 from worker.dev.broker import (
     BrokerError,
     EmbeddedKafka,
@@ -39,7 +38,8 @@ from worker.dev.broker import (
     default_cache_root,
     port_is_free,
 )
-from worker.dev.demoreport import (
+from worker.dev.demo import prerequisites
+from worker.dev.demo.report import (
     ROUTES,
     Console,
     Outcome,
@@ -48,7 +48,7 @@ from worker.dev.demoreport import (
     route_counts,
     summary_table,
 )
-from worker.dev.demotraffic import (
+from worker.dev.demo.traffic import (
     DemoSample,
     publish_submissions,
     repeated,
@@ -56,14 +56,14 @@ from worker.dev.demotraffic import (
     watch_outputs,
     write_demo_samples,
 )
-from worker.dev.emulator import Emulator, EmulatorConfig
-from worker.dev.imagefetch import HttpImageFetcher
+from worker.dev.emulator.image_fetch import HttpImageFetcher
+from worker.dev.emulator.server import Emulator, EmulatorConfig
 from worker.dev.tlsfiles import HttpsFileServer, TlsUnavailableError, make_self_signed
 from worker.errors import ConfigurationError
-from worker.logs import JsonLineFormatter
+from worker.kafka.topics import create_topics
+from worker.observability.logs import JsonLineFormatter
 from worker.runner import EXIT_OK, run_worker
 from worker.settings import Secret, Settings
-from worker.topics import create_topics
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_WORKER_FATAL, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 #: RFC 6761 reserves ``.test``: this name never resolves on the internet. Only the emulator's fetcher knows
@@ -207,8 +207,8 @@ class Demo:
     async def _start_emulator(
         self, stack: AsyncExitStack, trust: ssl.SSLContext, files: HttpsFileServer
     ) -> tuple[Emulator, RecordingTagSource]:
-        from worker.dev.modeltags import ModelTagSource  # noqa: PLC0415 - needs the model extra
-        from worker.imagemodel import ImageModel  # noqa: PLC0415 - needs the model extra
+        from worker.analysis.offline import ImageModel  # noqa: PLC0415 - needs the model extra
+        from worker.dev.emulator.model_tags import ModelTagSource  # noqa: PLC0415 - needs the model extra
 
         model = await asyncio.to_thread(ImageModel)  # about 0.3 s of blocking load, off the event loop
         tag_source = RecordingTagSource(ModelTagSource(model))

@@ -15,19 +15,19 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from worker.analysis.limiter import QuotaLimiter
 from worker.domain import Analysis, Verdict, strongest_of
-from worker.drift import DriftMonitor, save_reference
-from worker.metrics import Metrics
-from worker.moderation import DEAD_LETTER_LABEL, Outcome
-from worker.opsserver import HealthState
-from worker.pipeline import Routed
-from worker.ratelimit import QuotaLimiter
+from worker.moderation import DEAD_LETTER_LABEL
+from worker.observability.drift import DriftMonitor, save_reference
+from worker.observability.metrics import Metrics
+from worker.observability.ops_server import HealthState
+from worker.records import Outcome, Routed
 
 log = logging.getLogger(__name__)
 
 
 class PipelineMetrics:
-    """``worker.pipeline.PipelineObserver`` onto ``Metrics`` and ``HealthState``."""
+    """``worker.kafka.loop.PipelineObserver`` onto ``Metrics`` and ``HealthState``."""
 
     def __init__(
         self, metrics: Metrics, health: HealthState, *, now: Callable[[], float] = time.time
@@ -76,7 +76,7 @@ class PipelineMetrics:
 
 
 class CallMetrics:
-    """``worker.resilience.CallObserver`` onto ``Metrics``; any HTTP answer proves the analyzer reachable."""
+    """``worker.analysis.guarded.CallObserver`` onto ``Metrics``; any HTTP answer proves it reachable."""
 
     def __init__(self, metrics: Metrics, health: HealthState) -> None:
         self._metrics = metrics

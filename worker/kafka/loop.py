@@ -15,42 +15,19 @@ import math
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from worker.offsets import OffsetTracker
-from worker.outbox import Outbox
+from worker.kafka.offsets import OffsetTracker
+from worker.kafka.outbox import Outbox
+from worker.records import Routed, Stall
 
 log = logging.getLogger(__name__)
 
 _MIN_START_CHUNK = 64
 """Polls of fewer records than twice this start at once: splitting them would only add produce requests."""
-
-
-class Routed(NamedTuple):
-    """One output record: where it goes, what it says, and the label metrics count it under.
-
-    A named tuple rather than a frozen dataclass: one is built per record, at a third of the cost.
-    """
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: Sequence[tuple[str, bytes]]
-    label: str
-    detail: Any = None
-
-
-class PartitionControl(Protocol):
-    """What a handler may ask of the pipeline about the record's partition while it works on it."""
-
-    def stall(self) -> None:
-        """The record cannot progress (retry budget spent): stop intake from its partition."""
-
-    def unstall(self) -> None:
-        """The record progresses again: intake from its partition may resume."""
 
 
 class RecordHandler(Protocol):
@@ -65,7 +42,7 @@ class RecordHandler(Protocol):
 
     def prepare(self, record: Any) -> Routed | object: ...
 
-    async def complete(self, record: Any, work: Any, control: PartitionControl) -> Routed: ...
+    async def complete(self, record: Any, work: Any, control: Stall) -> Routed: ...
 
 
 class PipelineObserver(Protocol):

@@ -13,7 +13,7 @@ from typing import Final, Literal, Protocol, TypeVar
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 
 from worker.domain import Decision, Tag, strongest_of
-from worker.fastmetrics import FastFamilies
+from worker.observability.fastmetrics import FastFamilies
 
 DECISIONS: Final = tuple(str(decision) for decision in Decision)
 DEAD_LETTER_REASONS: Final = (
@@ -41,7 +41,7 @@ ANALYZER_ERROR_OUTCOMES: Final = ("server", "timeout", "connection", "fatal")
 DriftDimension = Literal["decision_mix", "tag_detection", "tag_confidence"]
 
 CIRCUIT_STATES: Final = (0, 1, 2)
-"""Circuit gauge values: 0 closed, 1 half-open, 2 open (``worker.breaker.BreakerState`` values)."""
+"""Circuit gauge values: 0 closed, 1 half-open, 2 open (``worker.analysis.breaker.BreakerState`` values)."""
 DRIFT_DIMENSIONS: Final = ("decision_mix", "tag_detection", "tag_confidence")
 TAG_DETECTION_BUCKETS: Final = ("detected", "not_detected")
 
@@ -144,7 +144,7 @@ class Metrics:
         self.registry = registry
         self.watched_tags: tuple[str, ...] = tuple(dict.fromkeys(str(tag) for tag in watched_tags))
         reasons = tuple(dict.fromkeys(str(reason) for reason in dead_letter_reasons))
-        # Families updated on every message skip prometheus_client's per-update lock (worker/fastmetrics.py).
+        # Families updated on every message skip prometheus_client's per-update lock (fastmetrics.py).
         self._fast = FastFamilies(registry)
         self._build_flow(input_topics, reasons)
         self._build_analyzer(registry)

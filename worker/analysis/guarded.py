@@ -14,12 +14,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from worker.analyzer import Analyzer
-from worker.backoff import compute_backoff
-from worker.breaker import CircuitBreaker
+from worker.analysis.analyzer import Analyzer
+from worker.analysis.backoff import compute_backoff
+from worker.analysis.breaker import CircuitBreaker
+from worker.analysis.limiter import QuotaLimiter
 from worker.domain import Analysis
 from worker.errors import AnalyzerError, AnalyzerThrottled, ImageAnalysisRejected, TransientAnalyzerError
-from worker.ratelimit import QuotaLimiter
+from worker.records import Stall
 
 
 class CallObserver(Protocol):
@@ -29,13 +30,6 @@ class CallObserver(Protocol):
         """One call ended in ``outcome`` after ``seconds``; it waited ``waited_s`` for its quota token."""
 
     def retry(self) -> None: ...
-
-
-class Stall(Protocol):
-    """Told when a message has spent its retry budget, and when it progresses again."""
-
-    def stall(self) -> None: ...
-    def unstall(self) -> None: ...
 
 
 class GuardedAnalyzer:

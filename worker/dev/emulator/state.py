@@ -1,6 +1,7 @@
 """The vision emulator's configuration, its seams and its mutable state: scripts, rate limiter, counters.
 
-No HTTP here: ``worker.dev.emulator`` serves this state. The rate limiter is pure with an injected clock.
+No HTTP here: ``worker.dev.emulator.server`` serves this state. The rate limiter is pure with an injected
+clock.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Protocol
 
 from aiohttp import web
 
-from worker.dev.fixtures import HashTagSource, ScriptBook, Scripts
-from worker.dev.vision_contract import MODEL_VERSION
+from worker.dev.emulator.contract import MODEL_VERSION
+from worker.dev.emulator.fixtures import HashTagSource, ScriptBook, Scripts
 
 
 class TagSource(Protocol):

@@ -2,7 +2,7 @@
 
 Real photos come from the data files scikit-image ships inside its wheel (the ``demo`` extra; CC0 or public
 domain, see docs/model.md); the rest are drawn with Pillow so that, with the offline model's tags
-(``worker.imagemodel``), the demo policy reaches every decision. The demo policy assumed by the expected
+(``worker.analysis.offline``), the demo policy reaches every decision. The demo policy assumed by the expected
 decisions is ``DEMO_POLICY_THRESHOLDS``.
 """
 

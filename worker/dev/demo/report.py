@@ -14,7 +14,7 @@ from typing import IO
 
 import orjson
 
-from worker.dev.emulator_state import TagSource
+from worker.dev.emulator.state import TagSource
 
 #: Output routes in display order; the first three are the decisions, the last the dead-letter topic.
 ROUTES = ("approved", "needs_review", "rejected", "dead_letter")

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from worker.dev.demoreport import ROUTES, Outcome, outcome_from_record
+from worker.dev.demo.report import ROUTES, Outcome, outcome_from_record
 from worker.settings import Settings
 
 SUBMISSION_SOURCE = "demo"
@@ -35,7 +35,7 @@ class DemoSample:
 
 def write_demo_samples(directory: Path) -> list[DemoSample]:
     """Write the bundled sample set into ``directory``; one ``DemoSample`` per image, id ``demo-<stem>``."""
-    from worker.dev.samples import write_sample_set  # noqa: PLC0415 - needs Pillow (model extra)
+    from worker.dev.demo.samples import write_sample_set  # noqa: PLC0415 - needs Pillow (model extra)
 
     samples = []
     for sample in write_sample_set(directory):

@@ -1,15 +1,16 @@
-"""The Analyzer seam and its production implementation on Azure AI Vision Image Analysis 4.0.
+"""The production ``Analyzer``: Azure AI Vision Image Analysis 4.0 through the official async SDK.
 
 ``AzureAnalyzer`` drives the official async SDK with the SDK's own retries off (the worker owns retry
-timing, see ``worker.resilience``), explicit connect/read timeouts and an overall deadline per call, and
+timing, see ``worker.analysis.guarded``), explicit connect/read timeouts and an overall deadline per call, and
 translates every failure into ``worker.errors`` at this boundary.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from azure.ai.vision.imageanalysis.aio import ImageAnalysisClient
@@ -24,24 +25,10 @@ from azure.core.exceptions import (
     ServiceResponseTimeoutError,
 )
 
-from worker.azureerrors import classify_http_error
-from worker.deadlines import Deadlines
+from worker.analysis.azure_errors import classify_http_error
 from worker.domain import Analysis, Tag
 from worker.errors import AnalyzerError, TransientAnalyzerError
 from worker.redact import redact_text
-
-
-class Analyzer(Protocol):
-    """Something that looks at the image behind a URL and says what it shows."""
-
-    async def analyze(self, image_url: str) -> Analysis:
-        """Analyze one image; raise a ``worker.errors.AnalyzerError`` subclass on failure."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections."""
-        ...
-
 
 _NUMBERS = (int, float)
 
@@ -146,7 +133,7 @@ class AzureAnalyzer:
         """``environ`` holds the proxy variables (see ``build_client``); ``None``: a direct connection."""
         self._features = [VisualFeatures(name) for name in features]
         # Overall deadline: connect + read, so a dribbling response cannot hold a slot forever.
-        self._deadline = Deadlines(connect_timeout_s + read_timeout_s)
+        self._deadline_s = connect_timeout_s + read_timeout_s
         self._client = client or build_client(
             endpoint,
             credential,
@@ -158,7 +145,7 @@ class AzureAnalyzer:
     async def analyze(self, image_url: str) -> Analysis:
         """One SDK call under the deadline; failures come out as ``worker.errors`` exceptions."""
         try:
-            with self._deadline:
+            async with asyncio.timeout(self._deadline_s):
                 result: ImageAnalysisResult = await self._client.analyze_from_url(image_url, self._features)
         except AnalyzerError:
             raise
@@ -178,7 +165,6 @@ class AzureAnalyzer:
 
     async def aclose(self) -> None:
         """Close the SDK client and its aiohttp session."""
-        self._deadline.close()
         await self._client.close()
 
 

@@ -25,32 +25,7 @@ import orjson
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
-from worker.dev.emulator_state import (
-    EMULATOR_STATE,
-    EmulatorConfig,
-    EmulatorState,
-    EmulatorStats,
-    ImageFetcher,
-    ImageNotAccessibleError,
-    SlidingWindowLimiter,
-    TagSource,
-)
-from worker.dev.fixtures import (
-    CannedReply,
-    ErrorReply,
-    FixtureError,
-    Scripts,
-    Step,
-    TagsReply,
-    bytes_key,
-    default_tags,
-    load_fixtures,
-    parse_fixtures,
-    strip_query,
-)
-from worker.dev.imagefetch import HttpImageFetcher
-from worker.dev.imageformat import probe
-from worker.dev.vision_contract import (
+from worker.dev.emulator.contract import (
     MAX_IMAGE_BYTES,
     NAMED_ERRORS,
     ROUTE_SUFFIX,
@@ -66,6 +41,31 @@ from worker.dev.vision_contract import (
     parse_query,
     throttled,
     unsupported_content_type,
+)
+from worker.dev.emulator.fixtures import (
+    CannedReply,
+    ErrorReply,
+    FixtureError,
+    Scripts,
+    Step,
+    TagsReply,
+    bytes_key,
+    default_tags,
+    load_fixtures,
+    parse_fixtures,
+    strip_query,
+)
+from worker.dev.emulator.image_fetch import HttpImageFetcher
+from worker.dev.emulator.image_format import probe
+from worker.dev.emulator.state import (
+    EMULATOR_STATE,
+    EmulatorConfig,
+    EmulatorState,
+    EmulatorStats,
+    ImageFetcher,
+    ImageNotAccessibleError,
+    SlidingWindowLimiter,
+    TagSource,
 )
 from worker.errors import ConfigurationError, ImageAnalysisRejected
 
@@ -404,7 +404,7 @@ def _model_mode(fetch_timeout_s: float) -> tuple[TagSource, HttpImageFetcher, st
 
     Raises ``ConfigurationError`` when the ``model`` extra is missing; loading takes about 0.3 s.
     """
-    from worker.dev.modeltags import ModelTagSource  # noqa: PLC0415 - optional extra, loaded on demand
+    from worker.dev.emulator.model_tags import ModelTagSource  # noqa: PLC0415 - optional extra, loaded on demand
 
     tag_source = ModelTagSource()
     return tag_source, HttpImageFetcher(timeout_s=fetch_timeout_s), tag_source.model_version

@@ -1,6 +1,6 @@
 """The vision emulator's image fetcher for model mode: one bounded GET of the submitted URL, as Azure does.
 
-``HttpImageFetcher`` implements ``worker.dev.emulator_state.ImageFetcher``. ``static_hosts`` answers chosen
+``HttpImageFetcher`` implements ``worker.dev.emulator.state.ImageFetcher``. ``static_hosts`` answers chosen
 host names without DNS (like ``/etc/hosts`` lines), which lets the demo give its loopback file server a
 reserved ``.test`` name with a certificate for that name; the worker's URL guard is not involved.
 """
@@ -17,8 +17,8 @@ from typing import Self
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from worker.dev.emulator_state import ImageNotAccessibleError
-from worker.dev.vision_contract import MAX_IMAGE_BYTES
+from worker.dev.emulator.contract import MAX_IMAGE_BYTES
+from worker.dev.emulator.state import ImageNotAccessibleError
 from worker.redact import redact_url
 
 _CHUNK_BYTES = 64 * 1024

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from worker.dev.vision_contract import NAMED_ERRORS
+from worker.dev.emulator.contract import NAMED_ERRORS
 
 WILDCARD_KEY = "*"
 _SHA256_KEY = re.compile(r"^sha256:[0-9a-f]{64}$")

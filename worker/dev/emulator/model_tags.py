@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from worker.imagemodel import ImageModel
+from worker.analysis.offline import ImageModel
 
 
 class ModelTagSource:
-    """Implements the emulator's ``TagSource`` protocol with ``worker.imagemodel.ImageModel``.
+    """Implements the emulator's ``TagSource`` protocol with ``worker.analysis.offline.ImageModel``.
 
     Inference runs in a worker thread, at most ``max_concurrent_inferences`` at a time, so the emulator's
     event loop keeps answering (and keeps serving injected faults) while the CPU works. Undecodable or

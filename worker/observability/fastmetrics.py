@@ -1,7 +1,7 @@
 """Counters, gauges and histograms for the metrics recorded on every message, without a lock per update.
 
 prometheus_client takes a lock on every ``inc``/``observe`` so that a scrape on another thread reads whole
-values. The worker records and renders ``/metrics`` on its one event-loop thread (``worker.opsserver``), so
+values. The worker records and renders ``/metrics`` on its one event-loop thread (``ops_server``), so
 plain attribute updates are whole already: a histogram observation is a ``bisect`` and two additions, about
 a quarter of prometheus_client's cost (bench ``metrics_cost``). Families register on a
 ``CollectorRegistry`` like prometheus_client's own and expose exactly what they would: ``_total`` and

@@ -1,0 +1,1 @@
+"""Kafka: the consume-route-commit loop, partition bookkeeping, the outbox, the control topic and topics."""

@@ -1,0 +1,171 @@
+"""What the worker writes: result and dead-letter documents, and the output record handed to Kafka.
+
+``encode_result`` and ``encode_dead_letter`` serialise the ``moderation-result.v1`` and ``dead-letter.v1``
+contracts; ``Routed`` carries one encoded record to the Kafka loop. Pure: no Kafka, HTTP or Azure imports.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, NamedTuple, Protocol
+
+import orjson
+
+from worker.contracts import InvalidSubmission, SchemaName, Submission
+from worker.domain import Reason, Tag, Verdict
+from worker.redact import redact_text, redact_url
+
+DEFAULT_KEEP_VALUE_BYTES: Final = 262_144
+"""Largest prefix of an original value a dead letter carries, so the dead letter fits the broker's limit."""
+MAX_RESULT_TAGS: Final = 32
+MAX_HEADERS: Final = 64
+"""Headers a dead letter keeps (the first ones); Kafka records rarely carry more than a handful."""
+_RESULT_SCHEMA: Final = str(SchemaName.MODERATION_RESULT)
+
+
+class SourceCoordinates(NamedTuple):
+    """Where a consumed record came from; ``timestamp_ms`` is the record's Kafka timestamp."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+
+
+class Routed(NamedTuple):
+    """One output record: where it goes, what it says, and the label metrics count it under.
+
+    A named tuple rather than a frozen dataclass: one is built per record, at a third of the cost.
+    """
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Sequence[tuple[str, bytes]]
+    label: str
+    detail: Any = None
+
+
+class Stall(Protocol):
+    """What a record's handler may tell the Kafka loop about the record's partition while it works on it."""
+
+    def stall(self) -> None:
+        """The record cannot progress (retry budget spent): stop intake from its partition."""
+
+    def unstall(self) -> None:
+        """The record progresses again: intake from its partition may resume."""
+
+
+class Outcome(NamedTuple):
+    """What ``Routed.detail`` carries for metrics: the dead-letter reason or the decision, and the submit
+    time in seconds since the epoch (a float is all the end-to-end latency needs, and cheaper per record)."""
+
+    label: str
+    submitted_at_s: float | None
+
+
+def _in_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC (orjson writes it with ``OPT_UTC_Z`` as ``...Z``); naive: ValueError."""
+    if moment.tzinfo is UTC:
+        return moment
+    if moment.utcoffset() is None:
+        raise ValueError("timestamps in contracts must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+def _reason_document(reason: Reason) -> dict[str, object]:
+    document: dict[str, object] = {"rule": reason.rule}
+    if reason.tag is not None:
+        document["tag"] = reason.tag
+    if reason.confidence is not None:
+        document["confidence"] = reason.confidence
+    if reason.detail is not None:
+        document["detail"] = redact_text(reason.detail)[:256]
+    return document
+
+
+def _by_confidence(tag: Tag) -> tuple[float, str]:
+    return -tag.confidence, tag.name
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def encode_result(
+    *,
+    submission: Submission,
+    verdict: Verdict,
+    policy_version: str,
+    model_version: str | None,
+    analyzed_at: datetime,
+    source: SourceCoordinates,
+    worker_version: str,
+    tags: Sequence[Tag] = (),
+) -> bytes:
+    """Serialise a ``moderation-result.v1`` document; the image URL is written redacted.
+
+    ``tags`` are the ones worth showing downstream (matched or top tags); at most ``MAX_RESULT_TAGS`` are
+    kept, highest confidence first. ``analyzed_at`` must be timezone-aware.
+    """
+    document: dict[str, object] = {
+        "schema": _RESULT_SCHEMA,
+        "id": submission.id,
+        "decision": verdict.decision,  # a StrEnum: orjson writes its value
+        "reasons": [_reason_document(reason) for reason in verdict.reasons],
+        "policy_version": policy_version,
+        "model_version": model_version,
+        "analyzed_at": _in_utc(analyzed_at),
+        "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset},
+        "image": {"url": redact_url(submission.image_url)},
+        "worker_version": worker_version,
+    }
+    if tags:
+        kept = sorted(tags, key=_by_confidence)[:MAX_RESULT_TAGS] if len(tags) > 1 else tags
+        document["tags"] = [{"name": tag.name, "confidence": tag.confidence} for tag in kept]
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+
+
+def encode_dead_letter(
+    *,
+    error: InvalidSubmission,
+    value: bytes | None,
+    key: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]],
+    source: SourceCoordinates,
+    failed_at: datetime,
+    worker_version: str,
+    keep_value_bytes: int = DEFAULT_KEEP_VALUE_BYTES,
+) -> bytes:
+    """Serialise a ``dead-letter.v1`` document carrying the original record (base64) and the typed error.
+
+    A value longer than ``keep_value_bytes`` is cut to that prefix (``truncated`` true) so the dead letter
+    itself fits the broker's record limit; ``value_sha256`` always hashes the whole original.
+    """
+    coordinates: dict[str, object] = {
+        "topic": source.topic,
+        "partition": source.partition,
+        "offset": source.offset,
+    }
+    if source.timestamp_ms is not None:
+        coordinates["timestamp_ms"] = source.timestamp_ms
+    truncated = value is not None and len(value) > keep_value_bytes
+    document = {
+        "schema": str(SchemaName.DEAD_LETTER),
+        "original": {
+            "value_b64": _b64(value[:keep_value_bytes] if value is not None else None),
+            "value_bytes": 0 if value is None else len(value),
+            "value_sha256": None if value is None else hashlib.sha256(value).hexdigest(),
+            "truncated": truncated,
+            "key_b64": _b64(key),
+            "headers": [{"key": name[:256], "value_b64": _b64(data)} for name, data in headers[:MAX_HEADERS]],
+        },
+        "error": {"class": str(error.reason), "message": error.message},
+        "source": coordinates,
+        "failed_at": _in_utc(failed_at),
+        "worker_version": worker_version,
+    }
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
