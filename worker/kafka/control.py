@@ -110,8 +110,8 @@ async def publish_hold(
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
     )
-    await producer.start()
-    try:
+    try:  # stop() also after a failed start(): it closes what start() opened
+        await producer.start()
         value = hold_command(active=active, reason=reason, issued_by=issued_by, now=datetime.now(UTC))
         await producer.send_and_wait(settings.control_topic, value, key=HOLD.encode())
     finally:
