@@ -72,7 +72,7 @@ def build_analyzer(settings: Settings) -> Analyzer:
     else:
         from azure.core.credentials import AzureKeyCredential  # noqa: PLC0415 - keeps imports next to their use
 
-        credential = AzureKeyCredential(settings.azure_key.reveal())
+        credential = AzureKeyCredential(settings.azure_key.get_secret_value())
     return AzureAnalyzer(
         settings.azure_endpoint,
         credential,  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from worker.cli import COMMANDS
 from worker.observability import ops_server
 from worker.observability.metrics import Metrics
-from worker.settings import ENVIRONMENT, PREFIX, Settings
+from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -66,7 +66,7 @@ def _env_file(path: Path) -> dict[str, str]:
 
 
 def _setting_names() -> set[str]:
-    return {PREFIX + suffix for suffix, _default in ENVIRONMENT.values()}
+    return {doc.variable for doc in Settings.documented()}
 
 
 def _exported_metric_names() -> set[str]:

@@ -63,7 +63,7 @@ from worker.errors import ConfigurationError
 from worker.kafka.topics import create_topics
 from worker.observability.logs import JsonLineFormatter
 from worker.runner import EXIT_OK, run_worker
-from worker.settings import Secret, Settings
+from worker.settings import Settings
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_WORKER_FATAL, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 #: RFC 6761 reserves ``.test``: this name never resolves on the internet. Only the emulator's fetcher knows
@@ -238,7 +238,7 @@ class Demo:
             group_id="moderation-demo",
             analyzer="azure",
             azure_endpoint=emulator.endpoint,
-            azure_key=Secret(emulator.state.config.key),
+            azure_key=emulator.state.config.key,
             policy_file=policy_file,
             metrics_host="127.0.0.1",
             metrics_port=metrics_port,
