@@ -1,7 +1,7 @@
 """Embedded single-node Apache Kafka (KRaft) for development and tests, run from jars from Maven Central.
 
 ``EmbeddedKafka`` is an async context manager that can be stopped (SIGTERM), killed (SIGKILL) and restarted on
-the same data folder and ports; ``main`` is the ``moderation-worker dev broker`` command. What the broker
+the same data folder and ports; ``run_broker`` is what ``moderation-worker dev broker`` runs. What the broker
 is configured with (ports, ``server.properties``, JVM line) is ``worker.dev.broker_config``.
 
 Errors::
@@ -14,7 +14,6 @@ Errors::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -23,7 +22,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -32,9 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from worker.dev.broker_config import (
-    DEFAULT_DATA_DIR,
     DEFAULT_KAFKA_VERSION,
-    DEFAULT_PORT,
     HOST,
     BrokerPorts,
     java_command,
@@ -340,21 +337,6 @@ class EmbeddedKafka:
         )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="moderation-worker dev broker",
-        description="Run a single-node Apache Kafka (KRaft) until SIGTERM or Ctrl-C.",
-    )
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="kept across restarts")
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="client port on 127.0.0.1 (0: any free)"
-    )
-    parser.add_argument(
-        "--version", default=DEFAULT_KAFKA_VERSION, help="Apache Kafka version from Maven Central"
-    )
-    return parser
-
-
 async def serve(broker: EmbeddedKafka, announce: Callable[[str], None]) -> None:
     """Run ``broker`` until SIGTERM or SIGINT, calling ``announce`` with the ready line; stop it cleanly.
 
@@ -382,13 +364,16 @@ async def serve(broker: EmbeddedKafka, announce: Callable[[str], None]) -> None:
             loop.remove_signal_handler(signum)
 
 
-def main(argv: Sequence[str]) -> int:
-    """``moderation-worker dev broker [--data-dir D] [--port P] [--version V]``; 0 after a clean stop."""
-    args = _parser().parse_args(list(argv))
+def run_broker(data_dir: Path, *, port: int, version: str, environ: Mapping[str, str]) -> int:
+    """Run a broker on ``data_dir`` until SIGTERM or Ctrl-C, printing its ready line on stdout.
+
+    Returns 0 after a clean stop, 1 when it cannot start or stop (the reason in one line on stderr).
+    ``environ`` supplies ``MODERATION_CACHE_DIR``, where the Kafka jars are kept.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("worker").setLevel(logging.INFO)
     broker = EmbeddedKafka(
-        data_dir=args.data_dir, port=args.port, version=args.version, cache_dir=default_cache_root(os.environ)
+        data_dir=data_dir, port=port, version=version, cache_dir=default_cache_root(environ)
     )
 
     def announce(line: str) -> None:
