@@ -1,7 +1,8 @@
 """``moderation-worker run``: the composition root that builds the real clients and runs the pipeline.
 
-Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 2 for bad configuration, 3 when a fatal analyzer or Kafka
-error stopped the worker (nothing was committed past the failing record).
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 3 when a fatal analyzer or Kafka error stopped the worker
+(nothing was committed past the failing record); bad configuration (2) is the command line's to report.
+docs/configuration.md lists every command's exit codes.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from worker import __version__
@@ -42,7 +44,7 @@ from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_CONFIG, EXIT_FATAL = 0, 2, 3
+EXIT_OK, EXIT_FATAL = 0, 3
 
 
 def load_configured_policy(settings: Settings, contracts: Contracts) -> Policy:
@@ -72,7 +74,7 @@ def build_analyzer(settings: Settings) -> Analyzer:
     else:
         from azure.core.credentials import AzureKeyCredential  # noqa: PLC0415 - keeps imports next to their use
 
-        credential = AzureKeyCredential(settings.azure_key.reveal())
+        credential = AzureKeyCredential(settings.azure_key.get_secret_value())
     return AzureAnalyzer(
         settings.azure_endpoint,
         credential,  # type: ignore[arg-type]
@@ -225,24 +227,24 @@ def _pinned_reference(path: Path | None) -> DriftReference | None:
     return pinned
 
 
+def serve(settings: Settings) -> int:
+    """Run the worker in this process until SIGTERM or SIGINT; returns the exit code.
+
+    0 after a clean stop, 3 when a fatal analyzer or Kafka error stopped it (one line on stderr). A policy
+    file or drift reference that cannot be used raises ``ConfigurationError`` before Kafka is joined.
+    """
+    configure_logging(settings.log_level)
+    return asyncio.run(_serve(settings))
+
+
 async def _serve(settings: Settings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    return await run_worker(settings, stop=stop)
-
-
-def main(argv: Sequence[str]) -> int:
-    """CLI entry: configuration from ``MODERATION_*`` variables (docs/configuration.md); no options."""
-    if argv:
-        usage = "usage: moderation-worker run   (configured by MODERATION_* environment variables)"
-        print(usage, file=sys.stderr)  # noqa: T201 - the CLI's own usage line
-        return EXIT_CONFIG
     try:
-        settings = Settings.from_env(os.environ)
-        configure_logging(settings.log_level)
-        return asyncio.run(_serve(settings))
-    except ConfigurationError as exc:
-        print(f"moderation-worker: configuration error: {exc}", file=sys.stderr)  # noqa: T201
-        return EXIT_CONFIG
+        return await run_worker(settings, stop=stop)
+    except KafkaError as exc:  # the cluster cannot be reached or refuses the clients at start-up
+        log.critical("worker_fatal", extra={"error_class": type(exc).__name__, "error": str(exc)})
+        print(f"moderation-worker: fatal: {exc}", file=sys.stderr)  # noqa: T201 - aiokafka names the class
+        return EXIT_FATAL

@@ -1,248 +1,292 @@
-"""One frozen Settings object, read once from ``MODERATION_*`` environment variables.
+"""One frozen Settings object, read once from ``MODERATION_*`` environment variables (pydantic-settings).
 
-Every variable, its default and its meaning is listed in ``docs/configuration.md``; secrets are ``Secret``
-values that never print.
+A setting is one field: its type and constraints are the validation, its default the default, its
+``description`` the meaning shown by ``moderation-worker run --help``; the variable is ``MODERATION_`` plus
+the field name in upper case. ``docs/configuration.md`` lists every variable (a test holds it to the code).
+Secrets are ``SecretStr`` values that never print; ``get_secret_value()`` is called only where a secret is
+handed to a client.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Literal, get_args
+
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from worker.errors import ConfigurationError
 
 PREFIX = "MODERATION_"
-ANALYZER_KINDS = ("azure", "model")
-AUTH_KINDS = ("key", "entra")
-VISUAL_FEATURES = ("tags", "caption", "denseCaptions", "objects", "read", "smartCrops", "people")
+MASK = "***"
 
-T = TypeVar("T")
-
-
-class Secret:
-    """A string that shows as ``'***'`` in reprs, logs and tracebacks; ``reveal()`` hands it to the SDK."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself; call only where it is handed to a client."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+AnalyzerKind = Literal["azure", "model"]
+AuthKind = Literal["key", "entra"]
+VisualFeature = Literal["tags", "caption", "denseCaptions", "objects", "read", "smartCrops", "people"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+#: What ``config --format json`` prints for one setting.
+JsonValue = str | int | float | list[str] | None
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+def _empty_is_none(raw: object) -> object:
+    """An empty (or blank) path variable means "no file"."""
+    return None if isinstance(raw, str) and not raw.strip() else raw
+
+
+def _csv(raw: object) -> object:
+    return tuple(part.strip() for part in raw.split(",") if part.strip()) if isinstance(raw, str) else raw
+
+
+def _endpoint(url: str) -> str:
+    if url and not url.startswith(("https://", "http://")):
+        raise ValueError("must start with https:// (or http:// for a local emulator)")
+    return url
+
+
+Text = Annotated[str, Field(min_length=1)]
+OptionalPath = Annotated[Path | None, BeforeValidator(_empty_is_none)]
+Endpoint = Annotated[str, AfterValidator(_endpoint)]
+Features = Annotated[tuple[VisualFeature, ...], NoDecode, BeforeValidator(_csv), Field(min_length=1)]
+
+
+class Settings(BaseSettings):
     """The worker's whole configuration; build it with ``Settings.from_env(os.environ)``."""
 
-    bootstrap_servers: str
-    group_id: str
-    input_topic: str
-    approved_topic: str
-    review_topic: str
-    rejected_topic: str
-    dead_letter_topic: str
-    control_topic: str
-    analyzer: str
-    azure_endpoint: str
-    azure_key: Secret
-    azure_auth: str
-    visual_features: tuple[str, ...]
-    policy_file: Path | None
-    quota_calls_per_s: float
-    max_in_flight: int
-    max_in_flight_per_partition: int
-    analyzer_timeout_s: float
-    analyzer_connect_timeout_s: float
-    retry_budget_s: float
-    max_message_bytes: int
-    drain_timeout_s: float
-    metrics_host: str
-    metrics_port: int
-    log_level: str
-    drift_state_file: Path | None
-    drift_window_s: float
-    drift_min_samples: int
-    drift_reference_file: Path | None
-    topic_partitions: int
-    topic_replication: int
-    result_retention_ms: int
+    model_config = SettingsConfigDict(env_prefix=PREFIX, case_sensitive=False, frozen=True, extra="forbid")
+
+    bootstrap_servers: Text = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated")
+    group_id: Text = Field("moderation-worker", description="consumer group shared by all replicas")
+    input_topic: Text = Field("images.submitted", description="submissions (image-submitted.v1)")
+    approved_topic: Text = Field("images.approved", description="results with decision approved")
+    review_topic: Text = Field("images.needs-review", description="results with decision needs_review")
+    rejected_topic: Text = Field("images.rejected", description="results with decision rejected")
+    dead_letter_topic: Text = Field("images.dead-letter", description="unprocessable input (dead-letter.v1)")
+    control_topic: Text = Field("moderation.control", description="run-time control (hold on/off), compacted")
+    analyzer: AnalyzerKind = Field(
+        "azure", description="azure (Image Analysis 4.0) or model (the offline model, needs the model extra)"
+    )
+    azure_endpoint: Endpoint = Field(
+        "", description="https://<resource>.cognitiveservices.azure.com/ (required for analyzer azure)"
+    )
+    azure_key: SecretStr = Field(
+        SecretStr(""), description="the resource key, a secret (required for key auth)"
+    )
+    azure_auth: AuthKind = Field(
+        "key", description="key, or entra (Entra ID via DefaultAzureCredential, needs the entra extra)"
+    )
+    visual_features: Features = Field(
+        ("tags",), description="CSV of " + ", ".join(get_args(VisualFeature)) + "; the policy acts on tags"
+    )
+    policy_file: OptionalPath = Field(
+        None, description="policy file (policy.v1); empty: the bundled worker/policies/default.json"
+    )
+    quota_calls_per_s: float = Field(
+        20.0, ge=0.001, description="calls per second for the whole Azure resource, shared by partition"
+    )
+    max_in_flight: int = Field(64, ge=1, description="messages in flight per replica")
+    max_in_flight_per_partition: int = Field(
+        32, ge=1, description="in flight per partition before pausing it"
+    )
+    analyzer_timeout_s: float = Field(10.0, ge=0.1, description="read timeout of one analyzer call, seconds")
+    analyzer_connect_timeout_s: float = Field(3.0, ge=0.1, description="connect timeout of one call, seconds")
+    retry_budget_s: float = Field(
+        60.0, ge=0.0, description="seconds of retrying one message before its partition is paused"
+    )
+    max_message_bytes: int = Field(
+        65536, ge=64, description="larger submissions are dead-lettered (oversized)"
+    )
+    drain_timeout_s: float = Field(
+        20.0, ge=0.0, description="graceful-shutdown deadline for in-flight messages, seconds"
+    )
+    metrics_host: str = Field("0.0.0.0", description="address of /metrics, /healthz, /readyz")  # noqa: S104
+    metrics_port: int = Field(9400, ge=0, description="port of the same (0 picks a free port)")
+    log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING or ERROR; JSON lines on stderr")
+    drift_state_file: OptionalPath = Field(None, description="where a captured drift reference is persisted")
+    drift_window_s: float = Field(600.0, ge=1.0, description="length of the sliding drift window, seconds")
+    drift_min_samples: int = Field(200, ge=1, description="decisions a window needs before it is scored")
+    drift_reference_file: OptionalPath = Field(None, description="a pinned drift reference (JSON)")
+    topic_partitions: int = Field(
+        6, ge=1, description="partitions of the topics made by topics create (the replica ceiling)"
+    )
+    topic_replication: int = Field(1, ge=1, description="replication factor of those topics")
+    result_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000, ge=-1, description="retention of the data topics made by topics create"
+    )
+    env_file: OptionalPath = Field(
+        None, description="a file of MODERATION_*=value lines read first; the environment wins over it"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],  # noqa: ARG003
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - replaced by from_env's own sources
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the values passed in: the class never reads the process environment by itself, so
+        ``from_env`` sees exactly the mapping it is given and ``defaults`` sees none."""
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, need_analyzer: bool = True) -> Settings:
         """Parse every ``MODERATION_*`` variable; raise ConfigurationError naming *all* bad variables at once.
 
-        ``need_analyzer=False`` is for commands that never call the analyzer (``topics create``).
+        ``MODERATION_ENV_FILE`` names a dotenv file read first (``environ`` wins over it).
+        ``need_analyzer=False`` is for commands that never call the analyzer (``topics create``, ``hold``).
         """
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for spec in fields(cls):
-            suffix, default = ENVIRONMENT[spec.name]
-            name = PREFIX + suffix
-            raw = environ.get(name, default).strip()
-            try:
-                values[spec.name] = _PARSERS[spec.name](raw)
-            except ValueError as exc:
-                problems.append(f"{name}: {exc}")
-        if problems:
-            raise ConfigurationError("invalid configuration: " + "; ".join(problems))
-        settings = cls(**values)
-        if need_analyzer:
-            settings.check_complete()
-        return settings
+        values = _MappingSource(cls, environ)()
+        env_file = _empty_is_none(values.get("env_file", ""))
+        if env_file is not None:
+            path = Path(str(env_file).strip())
+            if not path.is_file():
+                raise ConfigurationError(f"invalid configuration: {PREFIX}ENV_FILE: no such file {path}")
+            values = DotEnvSettingsSource(cls, env_file=path)() | values
+        return cls._validated(values, source=f"{PREFIX}ENV_FILE {env_file}", need_analyzer=need_analyzer)
 
     @classmethod
-    def defaults(cls, **overrides: Any) -> Settings:
+    def defaults(cls, **overrides: object) -> Settings:
         """Settings with every default applied, then ``overrides`` (for tests and embedded runs)."""
-        base = cls.from_env({}, need_analyzer=False)
-        values = {spec.name: getattr(base, spec.name) for spec in fields(cls)} | overrides
-        return cls(**values)
+        return cls._validated(overrides, source="the overrides", need_analyzer=False)
+
+    @classmethod
+    def _validated(cls, values: Mapping[str, object], *, source: str, need_analyzer: bool) -> Settings:
+        """Validate ``values``. The cross-field check runs on the valid fields even when others are bad,
+        unless the analyzer or auth choice it depends on is itself bad."""
+        problems: list[str] = []
+        bad: set[str] = set()
+        try:
+            settings = cls.model_validate(values)
+        except ValidationError as exc:
+            details = exc.errors(include_url=False)
+            problems = [_problem(detail, source) for detail in details]
+            bad = {str(detail["loc"][0]) for detail in details if detail["loc"]}
+            settings = cls.model_validate({name: value for name, value in values.items() if name not in bad})
+        if need_analyzer and not bad & {"analyzer", "azure_auth"}:
+            problems += [problem for field, problem in settings._analyzer_gaps() if field not in bad]
+        if problems:
+            raise ConfigurationError("invalid configuration: " + "; ".join(problems))
+        return settings
 
     def check_complete(self) -> None:
-        """Cross-field checks: what the chosen analyzer needs must be present."""
+        """Cross-field checks: what the chosen analyzer needs must be present (every gap named at once)."""
+        problems = [problem for _field, problem in self._analyzer_gaps()]
+        if problems:
+            raise ConfigurationError("invalid configuration: " + "; ".join(problems))
+
+    def _analyzer_gaps(self) -> list[tuple[str, str]]:
+        """``(field, problem)`` for each setting the chosen analyzer needs but lacks."""
+        gaps: list[tuple[str, str]] = []
         if self.analyzer == "azure":
             if not self.azure_endpoint:
-                raise ConfigurationError(f"{PREFIX}AZURE_ENDPOINT is required when {PREFIX}ANALYZER=azure")
-            if self.azure_auth == "key" and not self.azure_key.reveal():
-                raise ConfigurationError(f"{PREFIX}AZURE_KEY is required when {PREFIX}AZURE_AUTH=key")
+                gaps.append(
+                    ("azure_endpoint", f"{PREFIX}AZURE_ENDPOINT: required when {PREFIX}ANALYZER=azure")
+                )
+            if self.azure_auth == "key" and not self.azure_key.get_secret_value():
+                gaps.append(("azure_key", f"{PREFIX}AZURE_KEY: required when {PREFIX}AZURE_AUTH=key"))
+        return gaps
 
     @property
     def output_topics(self) -> tuple[str, str, str, str]:
         """approved, needs-review, rejected and dead-letter topics, in that order."""
         return (self.approved_topic, self.review_topic, self.rejected_topic, self.dead_letter_topic)
 
+    def as_environment(self) -> dict[str, str]:
+        """Every setting as ``{variable: value as it would be written}``; secrets are ``***`` when set."""
+        return {variable(name): as_text(getattr(self, name)) for name in type(self).model_fields}
 
-def _text(raw: str) -> str:
-    if not raw:
-        raise ValueError("must not be empty")
-    return raw
+    def as_json(self) -> dict[str, JsonValue]:
+        """Every setting as ``{variable: JSON value}``; secrets are ``***`` when set, paths are strings."""
+        return {variable(name): _as_json(getattr(self, name)) for name in type(self).model_fields}
 
-
-def _optional_text(raw: str) -> str:
-    return raw
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if raw not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
-        return raw
-
-    return parse
+    @classmethod
+    def documented(cls) -> tuple[SettingDoc, ...]:
+        """Variable, default (as written, ``""`` for none) and meaning of every setting, in field order."""
+        return tuple(
+            SettingDoc(variable(name), as_text(field.default), field.description or "")
+            for name, field in cls.model_fields.items()
+        )
 
 
-def _number(kind: Callable[[str], T], minimum: float) -> Callable[[str], T]:
-    def parse(raw: str) -> T:
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ValueError(f"must be a {kind.__name__}, got {raw!r}") from None
-        if value < minimum:  # type: ignore[operator]
-            raise ValueError(f"must be at least {minimum}")
+@dataclass(frozen=True, slots=True)
+class SettingDoc:
+    """One setting as documented: ``MODERATION_*`` variable, default as written, meaning."""
+
+    variable: str
+    default: str
+    meaning: str
+
+
+def variable(field_name: str) -> str:
+    """The environment variable of a settings field: ``MODERATION_`` plus the name in upper case."""
+    return PREFIX + field_name.upper()
+
+
+def as_text(value: object) -> str:
+    """A setting's value as it is written in the environment; a set secret shows as ``***``."""
+    if value is None:
+        return ""
+    if isinstance(value, SecretStr):
+        return MASK if value.get_secret_value() else ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def _as_json(value: object) -> JsonValue:
+    if isinstance(value, str | int | float) or value is None:
         return value
-
-    return parse
-
-
-def _features(raw: str) -> tuple[str, ...]:
-    names = tuple(part.strip() for part in raw.split(",") if part.strip())
-    unknown = [name for name in names if name not in VISUAL_FEATURES]
-    if not names or unknown:
-        raise ValueError(f"must be a CSV of {', '.join(VISUAL_FEATURES)}")
-    return names
+    if isinstance(value, tuple):
+        return [str(item) for item in value]
+    return as_text(value)  # SecretStr (masked) and Path
 
 
-def _path(raw: str) -> Path | None:
-    return Path(raw) if raw else None
+class _MappingSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading ``environ`` instead of the process environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # The hook DotEnvSettingsSource overrides too. Names match case-insensitively (lower case); values
+        # lose surrounding blanks, as a dotenv file's unquoted values do.
+        return {name.lower(): value.strip() for name, value in self._environ.items()}
 
 
-def _url(raw: str) -> str:
-    if raw and not raw.startswith(("https://", "http://")):
-        raise ValueError("must start with https:// (or http:// for a local emulator)")
-    return raw
+def _problem(detail: ErrorDetails, source: str) -> str:
+    """``VARIABLE: reason[, got 'value']`` for one validation error; a secret's value is never shown."""
+    field = str(detail["loc"][0]) if detail["loc"] else ""
+    if field not in Settings.model_fields:  # only a dotenv file can carry names that are no setting
+        return f"{field.upper()} in {source}: not a setting"
+    value = detail["input"]
+    shown = isinstance(value, str) and value and Settings.model_fields[field].annotation is not SecretStr
+    return f"{variable(field)}: {_reason(detail)}" + (f", got {value!r}" if shown else "")
 
 
-#: field -> (environment variable without the prefix, default as text); docs/configuration.md lists them all
-ENVIRONMENT: dict[str, tuple[str, str]] = {
-    "bootstrap_servers": ("BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-    "group_id": ("GROUP_ID", "moderation-worker"),
-    "input_topic": ("INPUT_TOPIC", "images.submitted"),
-    "approved_topic": ("APPROVED_TOPIC", "images.approved"),
-    "review_topic": ("REVIEW_TOPIC", "images.needs-review"),
-    "rejected_topic": ("REJECTED_TOPIC", "images.rejected"),
-    "dead_letter_topic": ("DEAD_LETTER_TOPIC", "images.dead-letter"),
-    "control_topic": ("CONTROL_TOPIC", "moderation.control"),
-    "analyzer": ("ANALYZER", "azure"),
-    "azure_endpoint": ("AZURE_ENDPOINT", ""),
-    "azure_key": ("AZURE_KEY", ""),
-    "azure_auth": ("AZURE_AUTH", "key"),
-    "visual_features": ("VISUAL_FEATURES", "tags"),
-    "policy_file": ("POLICY_FILE", ""),
-    "quota_calls_per_s": ("QUOTA_CALLS_PER_S", "20"),
-    "max_in_flight": ("MAX_IN_FLIGHT", "64"),
-    "max_in_flight_per_partition": ("MAX_IN_FLIGHT_PER_PARTITION", "32"),
-    "analyzer_timeout_s": ("ANALYZER_TIMEOUT_S", "10"),
-    "analyzer_connect_timeout_s": ("ANALYZER_CONNECT_TIMEOUT_S", "3"),
-    "retry_budget_s": ("RETRY_BUDGET_S", "60"),
-    "max_message_bytes": ("MAX_MESSAGE_BYTES", "65536"),
-    "drain_timeout_s": ("DRAIN_TIMEOUT_S", "20"),
-    "metrics_host": ("METRICS_HOST", "0.0.0.0"),  # noqa: S104 - scraped from outside the container
-    "metrics_port": ("METRICS_PORT", "9400"),
-    "log_level": ("LOG_LEVEL", "INFO"),
-    "drift_state_file": ("DRIFT_STATE_FILE", ""),
-    "drift_window_s": ("DRIFT_WINDOW_S", "600"),
-    "drift_min_samples": ("DRIFT_MIN_SAMPLES", "200"),
-    "drift_reference_file": ("DRIFT_REFERENCE_FILE", ""),
-    "topic_partitions": ("TOPIC_PARTITIONS", "6"),
-    "topic_replication": ("TOPIC_REPLICATION", "1"),
-    "result_retention_ms": ("RESULT_RETENTION_MS", str(7 * 24 * 3600 * 1000)),
-}
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "bootstrap_servers": _text,
-    "group_id": _text,
-    "input_topic": _text,
-    "approved_topic": _text,
-    "review_topic": _text,
-    "rejected_topic": _text,
-    "dead_letter_topic": _text,
-    "control_topic": _text,
-    "analyzer": _choice(ANALYZER_KINDS),
-    "azure_endpoint": _url,
-    "azure_key": Secret,
-    "azure_auth": _choice(AUTH_KINDS),
-    "visual_features": _features,
-    "policy_file": _path,
-    "quota_calls_per_s": _number(float, 0.001),
-    "max_in_flight": _number(int, 1),
-    "max_in_flight_per_partition": _number(int, 1),
-    "analyzer_timeout_s": _number(float, 0.1),
-    "analyzer_connect_timeout_s": _number(float, 0.1),
-    "retry_budget_s": _number(float, 0.0),
-    "max_message_bytes": _number(int, 64),
-    "drain_timeout_s": _number(float, 0.0),
-    "metrics_host": _optional_text,
-    "metrics_port": _number(int, 0),
-    "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR")),
-    "drift_state_file": _path,
-    "drift_window_s": _number(float, 1.0),
-    "drift_min_samples": _number(int, 1),
-    "drift_reference_file": _path,
-    "topic_partitions": _number(int, 1),
-    "topic_replication": _number(int, 1),
-    "result_retention_ms": _number(int, -1),
-}
+def _reason(detail: ErrorDetails) -> str:
+    context = detail.get("ctx", {})
+    reasons = {
+        "value_error": str(context.get("error", "")),
+        "string_too_short": "must not be empty",
+        "too_short": "must name at least one",
+        "greater_than_equal": f"must be at least {context.get('ge')}",
+        "literal_error": f"must be one of {context.get('expected')}",
+        "int_parsing": "must be a whole number",
+        "int_from_float": "must be a whole number",
+        "float_parsing": "must be a number",
+    }
+    return reasons.get(detail["type"], detail["msg"])

@@ -15,8 +15,9 @@ from azure.ai.vision.imageanalysis.models import ImageAnalysisResult, VisualFeat
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
 from tests.fixtures.emulator import TEST_KEY, sdk_client
+from worker.cli import main
 from worker.dev.emulator.fixtures import parse_fixtures
-from worker.dev.emulator.server import Emulator, EmulatorConfig, main
+from worker.dev.emulator.server import Emulator, EmulatorConfig
 
 pytestmark = pytest.mark.integration
 
@@ -134,4 +135,8 @@ def test_bad_options_exit_2_without_serving(tmp_path: Path) -> None:
     """A fixtures file that does not parse, or a zero rate limit, is reported before binding a port."""
     broken = tmp_path / "broken.json"
     broken.write_text("{", encoding="utf-8")
-    assert [main(["--fixtures", str(broken)]), main(["--rate-limit", "0"])] == [2, 2]
+    exit_codes = [
+        main(["dev", "emulator", "--fixtures", str(broken)]),
+        main(["dev", "emulator", "--rate-limit", "0"]),
+    ]
+    assert exit_codes == [2, 2]

@@ -12,17 +12,19 @@ import pytest
 
 from worker.dev.broker import (
     BrokerError,
-    BrokerPorts,
     BrokerUnavailableError,
     EmbeddedKafka,
     choose_free_ports,
     default_cache_root,
+    port_is_free,
+    tail_lines,
+)
+from worker.dev.broker_config import (
+    BrokerPorts,
     java_command,
     new_cluster_id,
     plan_ports,
-    port_is_free,
     render_server_properties,
-    tail_lines,
 )
 from worker.dev.maven import (
     MARKER_NAME,

@@ -1,7 +1,8 @@
 """Embedded single-node Apache Kafka (KRaft) for development and tests, run from jars from Maven Central.
 
 ``EmbeddedKafka`` is an async context manager that can be stopped (SIGTERM), killed (SIGKILL) and restarted on
-the same data folder and ports; ``main`` is the ``moderation-worker dev broker`` command.
+the same data folder and ports; ``run_broker`` is what ``moderation-worker dev broker`` runs. What the broker
+is configured with (ports, ``server.properties``, JVM line) is ``worker.dev.broker_config``.
 
 Errors::
 
@@ -13,9 +14,7 @@ Errors::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import base64
 import contextlib
 import logging
 import os
@@ -23,8 +22,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -32,20 +30,21 @@ from typing import Self
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from worker.dev.broker_config import (
+    DEFAULT_KAFKA_VERSION,
+    HOST,
+    BrokerPorts,
+    java_command,
+    new_cluster_id,
+    plan_ports,
+    render_log4j2_config,
+    render_server_properties,
+)
 from worker.dev.maven import JarResolutionError, resolve_kafka_jars
 
 logger = logging.getLogger(__name__)
 
-# Newest Kafka release verified with aiokafka 0.14 (acks=all, idempotence, transactions): see docs/broker.md.
-DEFAULT_KAFKA_VERSION = "4.2.0"
-DEFAULT_PORT = 9092
-DEFAULT_DATA_DIR = Path(".cache/kafka-data")
 CACHE_DIR_ENV = "MODERATION_CACHE_DIR"
-HOST = "127.0.0.1"
-NODE_ID = 1
-# Serial GC and the C1 compiler alone start the JVM measurably faster and use less memory; a dev broker
-# never runs long enough for C2's peak throughput to matter (docs/broker.md has the figures).
-JVM_OPTIONS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
 POLL_INTERVAL_S = 0.1
 CLEAN_SHUTDOWN_MARKER = ".kafka_cleanshutdown"
 
@@ -70,22 +69,6 @@ class BrokerStopError(BrokerError):
     """The broker did not exit within the deadline after SIGTERM; it was killed."""
 
 
-@dataclass(frozen=True)
-class BrokerPorts:
-    """The two loopback ports of a broker: ``client`` for clients, ``controller`` for the KRaft quorum."""
-
-    client: int
-    controller: int
-
-
-def plan_ports(client: int, controller: int, free_ports: Iterator[int]) -> BrokerPorts:
-    """Replace each requested port that is 0 with the next of ``free_ports``; the two must differ."""
-    ports = BrokerPorts(client or next(free_ports), controller or next(free_ports))
-    if ports.client == ports.controller:
-        raise ValueError(f"client and controller ports must differ, both are {ports.client}")
-    return ports
-
-
 def choose_free_ports(count: int) -> list[int]:
     """Ports free on the loopback now, all distinct (each socket stays bound until all are chosen)."""
     with contextlib.ExitStack() as stack:
@@ -107,64 +90,6 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def render_server_properties(ports: BrokerPorts, log_dir: Path) -> str:
-    """``server.properties`` of a combined broker+controller node that needs no replication."""
-    properties = {
-        "process.roles": "broker,controller",
-        "node.id": str(NODE_ID),
-        "controller.quorum.voters": f"{NODE_ID}@{HOST}:{ports.controller}",
-        "listeners": f"PLAINTEXT://{HOST}:{ports.client},CONTROLLER://{HOST}:{ports.controller}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{ports.client}",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "log.dirs": str(log_dir).replace("\\", "\\\\"),
-        "num.partitions": "1",
-        # One node: every internal topic must accept a single replica.
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        # Fewer internal partitions than the default 50 make the first group and transaction faster.
-        "offsets.topic.num.partitions": "5",
-        "transaction.state.log.num.partitions": "5",
-        # Tests join a group once; the default 3 s delay would only slow every first poll.
-        "group.initial.rebalance.delay.ms": "0",
-        # After a SIGKILL the controller refuses the restarted broker until the dead one's session expires
-        # (9 s by default); 3 s still spans six heartbeats, so a busy machine does not fence a live broker.
-        "broker.heartbeat.interval.ms": "500",
-        "broker.session.timeout.ms": "3000",
-    }
-    return "".join(f"{key}={value}\n" for key, value in properties.items())
-
-
-def render_log4j2_config(log_file: Path) -> str:
-    """A log4j2 configuration that appends the broker's INFO log to ``log_file``."""
-    return (
-        '<Configuration status="WARN">\n'
-        f'  <Appenders><File name="file" fileName="{log_file}" append="true">'
-        '<PatternLayout pattern="[%d] %p %m (%c)%n"/></File></Appenders>\n'
-        '  <Loggers><Root level="INFO"><AppenderRef ref="file"/></Root></Loggers>\n'
-        "</Configuration>\n"
-    )
-
-
-def new_cluster_id(random_bytes: Callable[[int], bytes] = os.urandom) -> str:
-    """A Kafka cluster id: 16 random bytes in URL-safe base64 without padding, never starting with '-'."""
-    while True:
-        cluster_id = base64.urlsafe_b64encode(random_bytes(16)).decode().rstrip("=")
-        if not cluster_id.startswith("-"):  # the storage tool would read it as an option
-            return cluster_id
-
-
-def java_command(
-    java: str, libs: Path, main_class: str, arguments: Sequence[str], heap_max_mb: int
-) -> list[str]:
-    """The command line of a JVM running ``main_class`` from every jar in ``libs``."""
-    return [java, f"-Xmx{heap_max_mb}m", *JVM_OPTIONS, "-cp", str(libs / "*"), main_class, *arguments]
 
 
 def default_cache_root(environ: Mapping[str, str]) -> Path:
@@ -412,21 +337,6 @@ class EmbeddedKafka:
         )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="moderation-worker dev broker",
-        description="Run a single-node Apache Kafka (KRaft) until SIGTERM or Ctrl-C.",
-    )
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="kept across restarts")
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="client port on 127.0.0.1 (0: any free)"
-    )
-    parser.add_argument(
-        "--version", default=DEFAULT_KAFKA_VERSION, help="Apache Kafka version from Maven Central"
-    )
-    return parser
-
-
 async def serve(broker: EmbeddedKafka, announce: Callable[[str], None]) -> None:
     """Run ``broker`` until SIGTERM or SIGINT, calling ``announce`` with the ready line; stop it cleanly.
 
@@ -454,13 +364,16 @@ async def serve(broker: EmbeddedKafka, announce: Callable[[str], None]) -> None:
             loop.remove_signal_handler(signum)
 
 
-def main(argv: Sequence[str]) -> int:
-    """``moderation-worker dev broker [--data-dir D] [--port P] [--version V]``; 0 after a clean stop."""
-    args = _parser().parse_args(list(argv))
+def run_broker(data_dir: Path, *, port: int, version: str, environ: Mapping[str, str]) -> int:
+    """Run a broker on ``data_dir`` until SIGTERM or Ctrl-C, printing its ready line on stdout.
+
+    Returns 0 after a clean stop, 1 when it cannot start or stop (the reason in one line on stderr).
+    ``environ`` supplies ``MODERATION_CACHE_DIR``, where the Kafka jars are kept.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("worker").setLevel(logging.INFO)
     broker = EmbeddedKafka(
-        data_dir=args.data_dir, port=args.port, version=args.version, cache_dir=default_cache_root(os.environ)
+        data_dir=data_dir, port=port, version=version, cache_dir=default_cache_root(environ)
     )
 
     def announce(line: str) -> None:

@@ -34,10 +34,11 @@ async def kafka_clients(settings: Settings) -> AsyncIterator[tuple[AIOKafkaConsu
         max_batch_size=512 * 1024,
         compression_type=None,
     )
-    await producer.start()
+    # Both are stopped however start-up ends: stop() closes what the constructor or a failed start() opened.
     try:
-        await consumer.start()
         try:
+            await producer.start()
+            await consumer.start()
             yield consumer, producer
         finally:
             await consumer.stop()

@@ -8,12 +8,8 @@ publishes the command.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
-import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -110,28 +106,9 @@ async def publish_hold(
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
     )
-    await producer.start()
-    try:
+    try:  # stop() also after a failed start(): it closes what start() opened
+        await producer.start()
         value = hold_command(active=active, reason=reason, issued_by=issued_by, now=datetime.now(UTC))
         await producer.send_and_wait(settings.control_topic, value, key=HOLD.encode())
     finally:
         await producer.stop()
-
-
-def main(argv: Sequence[str]) -> int:
-    """``moderation-worker hold on|off [--reason R] [--by WHO]``."""
-    parser = argparse.ArgumentParser(prog="moderation-worker hold")
-    parser.add_argument("state", choices=("on", "off"))
-    parser.add_argument("--reason")
-    parser.add_argument("--by", dest="issued_by", default=os.environ.get("USER"))
-    args = parser.parse_args(list(argv))
-    settings = Settings.from_env(os.environ, need_analyzer=False)
-    asyncio.run(
-        publish_hold(settings, active=args.state == "on", reason=args.reason, issued_by=args.issued_by)
-    )
-    print(f"hold {args.state} published to {settings.control_topic}")  # noqa: T201 - the command's output
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -5,12 +5,6 @@ Idempotent: topics that exist are left as they are (their partition count is rep
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
-import sys
-from collections.abc import Sequence
-
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -49,28 +43,3 @@ async def create_topics(settings: Settings) -> dict[str, str]:
         return outcome
     finally:
         await admin.close()
-
-
-def main(argv: Sequence[str]) -> int:
-    """CLI entry: settings from the environment, ``--partitions``/``--replication`` override them."""
-    parser = argparse.ArgumentParser(prog="moderation-worker topics create")
-    parser.add_argument("--bootstrap-servers")
-    parser.add_argument("--partitions", type=int)
-    parser.add_argument("--replication", type=int)
-    args = parser.parse_args(list(argv))
-    env = dict(os.environ)
-    for name, value in (
-        ("BOOTSTRAP_SERVERS", args.bootstrap_servers),
-        ("TOPIC_PARTITIONS", args.partitions),
-        ("TOPIC_REPLICATION", args.replication),
-    ):
-        if value is not None:
-            env[f"MODERATION_{name}"] = str(value)
-    settings = Settings.from_env(env, need_analyzer=False)
-    for topic, state in asyncio.run(create_topics(settings)).items():
-        print(f"{state:8} {topic}")  # noqa: T201 - the command's output
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.util import find_spec
 
-from worker.dev.broker import DEFAULT_KAFKA_VERSION, default_cache_root, port_is_free
+from worker.dev.broker import default_cache_root, port_is_free
+from worker.dev.broker_config import DEFAULT_KAFKA_VERSION
 from worker.dev.maven import is_complete, libs_dir, recipe_fingerprint, render_pom
 
 MIN_JAVA_MAJOR = 17

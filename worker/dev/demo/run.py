@@ -12,7 +12,6 @@ Exit codes: 0 every sample was routed; 1 a prerequisite is missing or a componen
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -63,9 +62,9 @@ from worker.errors import ConfigurationError
 from worker.kafka.topics import create_topics
 from worker.observability.logs import JsonLineFormatter
 from worker.runner import EXIT_OK, run_worker
-from worker.settings import Secret, Settings
+from worker.settings import Settings
 
-EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_WORKER_FATAL, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_DONE, EXIT_FAILED, EXIT_WORKER_FATAL, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
 #: RFC 6761 reserves ``.test``: this name never resolves on the internet. Only the emulator's fetcher knows
 #: it, mapping it to the loopback file server, and the certificate is made for exactly this name.
 IMAGE_HOST = "demo-images.test"
@@ -76,15 +75,15 @@ STARTUP_ERRORS = (BrokerError, TlsUnavailableError, ConfigurationError, KafkaErr
 
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
-    """The command's options; a port of 0 means any free port."""
+    """The command's options (their defaults are the command line's); a port of 0 means any free port."""
 
     work_dir: Path
-    kafka_port: int = 0
-    emulator_port: int = 0
-    samples_port: int = 0
-    metrics_port: int = 0
-    timeout_s: float = 60.0
-    repeat: int = 1
+    kafka_port: int
+    emulator_port: int
+    samples_port: int
+    metrics_port: int
+    timeout_s: float
+    repeat: int
 
     def fixed_ports(self) -> dict[str, int]:
         """Each port option by name, for the prerequisite check."""
@@ -94,44 +93,6 @@ class DemoOptions:
             "--samples-port": self.samples_port,
             "--metrics-port": self.metrics_port,
         }
-
-
-def _parse_args(argv: Sequence[str]) -> DemoOptions:
-    parser = argparse.ArgumentParser(
-        prog="moderation-worker demo",
-        description="Run broker, emulator (offline model), worker and sample images end to end, then stop.",
-    )
-    parser.add_argument("--kafka-port", type=int, default=0, help="broker client port (0: any free port)")
-    parser.add_argument("--emulator-port", type=int, default=0, help="vision emulator port (0: any free)")
-    parser.add_argument("--samples-port", type=int, default=0, help="https image server port (0: any free)")
-    parser.add_argument("--metrics-port", type=int, default=0, help="worker /metrics port (0: any free)")
-    parser.add_argument(
-        "--work-dir", type=Path, help="broker data, images, certificate and log (default: <cache>/demo)"
-    )
-    parser.add_argument(
-        "--timeout-s", type=float, default=60.0, help="how long the worker may take to route all"
-    )
-    parser.add_argument(
-        "--repeat", type=int, default=1, help="submit each image N times (ids get -r2, -r3...); shows pacing"
-    )
-    args = parser.parse_args(list(argv))
-    if args.repeat < 1:
-        parser.error("--repeat is at least 1")
-    if args.timeout_s <= 0 or any(
-        port < 0 or port > 65535
-        for port in (args.kafka_port, args.emulator_port, args.samples_port, args.metrics_port)
-    ):
-        parser.error("ports are 0..65535 and --timeout-s is positive")
-    work_dir = args.work_dir if args.work_dir is not None else default_cache_root(os.environ) / "demo"
-    return DemoOptions(
-        work_dir=work_dir.resolve(),
-        kafka_port=args.kafka_port,
-        emulator_port=args.emulator_port,
-        samples_port=args.samples_port,
-        metrics_port=args.metrics_port,
-        timeout_s=args.timeout_s,
-        repeat=args.repeat,
-    )
 
 
 def _fresh_dir(path: Path) -> Path:
@@ -238,7 +199,7 @@ class Demo:
             group_id="moderation-demo",
             analyzer="azure",
             azure_endpoint=emulator.endpoint,
-            azure_key=Secret(emulator.state.config.key),
+            azure_key=emulator.state.config.key,
             policy_file=policy_file,
             metrics_host="127.0.0.1",
             metrics_port=metrics_port,
@@ -360,9 +321,8 @@ def _leaves(error: BaseException) -> list[BaseException]:
     return [error]
 
 
-def main(argv: Sequence[str]) -> int:
-    """``moderation-worker demo [--work-dir D] [--kafka-port P] ...``; exit codes in the module docstring."""
-    options = _parse_args(argv)
+def run_demo(options: DemoOptions) -> int:
+    """Check the machine, then run the demo in this process; the exit codes are in the module docstring."""
     console = Console(sys.stdout, is_tty=sys.stdout.isatty(), columns=shutil.get_terminal_size().columns)
     problems = prerequisites.check(prerequisites.machine_probes(), options.fixed_ports())
     if problems:

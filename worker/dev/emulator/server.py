@@ -1,22 +1,17 @@
 """The vision emulator: an aiohttp server that speaks Image Analysis 4.0 (``vision_contract``) from fixtures.
 
 Tests and the demo point the real SDK at it over HTTP. Admin endpoints under ``/_emulator/`` read counters and
-change fixtures at run time; see docs/emulator.md. ``moderation-worker dev emulator`` runs it standalone.
+change fixtures at run time; see docs/emulator.md. ``moderation-worker dev emulator`` runs it standalone
+(``worker.dev.emulator.standalone``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import re
-import signal
-import sys
-import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
@@ -51,11 +46,9 @@ from worker.dev.emulator.fixtures import (
     TagsReply,
     bytes_key,
     default_tags,
-    load_fixtures,
     parse_fixtures,
     strip_query,
 )
-from worker.dev.emulator.image_fetch import HttpImageFetcher
 from worker.dev.emulator.image_format import probe
 from worker.dev.emulator.state import (
     EMULATOR_STATE,
@@ -64,10 +57,9 @@ from worker.dev.emulator.state import (
     EmulatorStats,
     ImageFetcher,
     ImageNotAccessibleError,
-    SlidingWindowLimiter,
     TagSource,
 )
-from worker.errors import ConfigurationError, ImageAnalysisRejected
+from worker.errors import ImageAnalysisRejected
 
 __all__ = [
     "EMULATOR_STATE",
@@ -79,7 +71,6 @@ __all__ = [
     "ImageNotAccessibleError",
     "TagSource",
     "build_app",
-    "main",
 ]
 
 
@@ -358,88 +349,3 @@ class Emulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-
-def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="moderation-worker dev emulator", description="Serve the Image Analysis 4.0 API from fixtures."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8500)
-    parser.add_argument("--key", default="emulator-key", help="the accepted Ocp-Apim-Subscription-Key")
-    parser.add_argument("--fixtures", type=Path, help="fixtures JSON file (see docs/emulator.md)")
-    parser.add_argument("--latency-ms", type=int, default=0, help="extra latency of every analyze call")
-    parser.add_argument("--rate-limit", type=int, help="analyze calls admitted per window; 429 above")
-    parser.add_argument("--rate-window-s", type=float, default=1.0, help="the rate limit's window")
-    parser.add_argument("--route-prefix", help="serve only PREFIX/computervision/... (default: any prefix)")
-    parser.add_argument(
-        "--model",
-        action="store_true",
-        help="model mode: fetch each URL and tag its pixels with the offline model (the model extra)",
-    )
-    parser.add_argument(
-        "--fetch-timeout-s", type=float, default=10.0, help="model mode: deadline of one image fetch"
-    )
-    return parser.parse_args(list(argv))
-
-
-async def _serve(
-    config: EmulatorConfig, host: str, port: int, *, fetcher: HttpImageFetcher | None = None
-) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    async with contextlib.AsyncExitStack() as stack:
-        if fetcher is not None:  # its session lives in this loop and must close in it
-            await stack.enter_async_context(fetcher)
-        emulator = await stack.enter_async_context(Emulator(config, host=host, port=port))
-        sys.stdout.write(f"emulator ready endpoint={emulator.endpoint}\n")
-        sys.stdout.flush()
-        await stop.wait()
-
-
-def _model_mode(fetch_timeout_s: float) -> tuple[TagSource, HttpImageFetcher, str]:
-    """The offline model as tag source, a fetcher trusting the system's CAs, and the model's version.
-
-    Raises ``ConfigurationError`` when the ``model`` extra is missing; loading takes about 0.3 s.
-    """
-    from worker.dev.emulator.model_tags import ModelTagSource  # noqa: PLC0415 - optional extra, loaded on demand
-
-    tag_source = ModelTagSource()
-    return tag_source, HttpImageFetcher(timeout_s=fetch_timeout_s), tag_source.model_version
-
-
-def main(argv: Sequence[str]) -> int:
-    """``moderation-worker dev emulator``: serve until SIGTERM or Ctrl-C.
-
-    ``--model`` answers unscripted images from their pixels: each URL is fetched (``HttpImageFetcher``,
-    system CAs) and tagged by the offline model; fixtures still win. Exit code 0 on a clean stop, 1 if the
-    port cannot be bound, 2 on bad options or fixtures, or ``--model`` without the model extra.
-    """
-    args = _parse_args(argv)
-    fetcher: HttpImageFetcher | None = None
-    try:
-        fixtures = load_fixtures(args.fixtures) if args.fixtures else {}
-        config = EmulatorConfig(
-            key=args.key,
-            fixtures=fixtures,
-            latency_ms=args.latency_ms,
-            rate_limit_per_s=args.rate_limit,
-            rate_window_s=args.rate_window_s,
-            route_prefix=args.route_prefix,
-        )
-        if args.rate_limit is not None:
-            SlidingWindowLimiter(args.rate_limit, args.rate_window_s, time.monotonic)  # validate early
-        if args.model:
-            tag_source, fetcher, model_version = _model_mode(args.fetch_timeout_s)
-            config = replace(config, tag_source=tag_source, fetcher=fetcher, model_version=model_version)
-    except (OSError, FixtureError, ValueError, ConfigurationError) as exc:
-        sys.stderr.write(f"emulator: {exc}\n")
-        return 2
-    try:
-        asyncio.run(_serve(config, args.host, args.port, fetcher=fetcher))
-    except OSError as exc:  # typically the port is taken
-        sys.stderr.write(f"emulator: cannot serve on {args.host}:{args.port}: {exc}\n")
-        return 1
-    return 0
