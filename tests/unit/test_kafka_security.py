@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from pathlib import Path
 
@@ -246,3 +247,10 @@ async def test_open_connection_options_without_oauth_has_no_token_provider() -> 
     async with open_connection_options(security, "broker:9093") as options:
         assert options.token_provider is None
         assert "PLAIN" == options.client_kwargs()["sasl_mechanism"]
+
+
+def test_docs_list_every_security_setting_with_its_field() -> None:
+    """docs/kafka.md's settings table has one row per field, naming its variable, and no other row."""
+    page = (Path(__file__).parents[2] / "docs" / "kafka.md").read_text()
+    rows = re.findall(r"^\| `(MODERATION_KAFKA_\w+)` \| `(\w+)` \|", page, flags=re.MULTILINE)
+    assert {(setting(name), name) for name in KafkaSecurity.__dataclass_fields__} == set(rows)
