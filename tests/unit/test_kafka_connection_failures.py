@@ -28,6 +28,7 @@ from worker.errors import (
     KafkaUnavailable,
 )
 from worker.kafka.connection_failures import causes, classify_connection_failure
+from worker.kafka.probe import bootstrap_addresses
 from worker.kafka.security import KafkaSecurity, SaslMechanism, SecurityProtocol, secret
 
 BROKER = "broker-1.example.com:9093"
@@ -201,3 +202,23 @@ def test_causes_walks_each_exception_once_outermost_first() -> None:
     outer = raised_from(RuntimeError("outer"), middle)
     inner.__context__ = outer  # a cycle, as exception chains can have
     assert [outer, middle, inner] == list(causes(outer))
+
+
+def test_bootstrap_addresses_parse_ports_defaults_and_ipv6() -> None:
+    """``host:port`` lists as aiokafka reads them: 9092 when no port is given, brackets around IPv6."""
+    expected = [("a.example.com", 9093), ("b", 9092), ("::1", 9094), ("fe80::1", 9092)]
+    assert expected == bootstrap_addresses(" a.example.com:9093, b,[::1]:9094,fe80::1 ,")
+
+
+@pytest.mark.parametrize(
+    ("bootstrap", "message"),
+    [
+        ("", "no bootstrap servers given"),
+        (" , ", "no bootstrap servers given"),
+        ("b:port", "no numeric port"),
+    ],
+)
+def test_bootstrap_addresses_refuse_an_empty_list_or_a_bad_port(bootstrap: str, message: str) -> None:
+    """Nothing to connect to, or a port that is no number, is a ValueError before any connection."""
+    with pytest.raises(ValueError, match=message):
+        bootstrap_addresses(bootstrap)
