@@ -137,7 +137,7 @@ class EntraTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
         await self._credential.close()
 
     def _failure(self, exc: AzureError) -> KafkaAuthenticationFailed | KafkaUnavailable:
-        detail = str(exc.message if exc.message else type(exc).__name__).splitlines()[0][:300]
+        detail = str(exc.message if exc.message else type(exc).__name__).splitlines()[0][:300].rstrip(".")
         if isinstance(exc, ClientAuthenticationError):
             return KafkaAuthenticationFailed(
                 f"Entra ID issued no token for {self._scope}: {detail}. Check the identity the worker runs"
