@@ -8,7 +8,14 @@
     │   │   └── AnalyzerThrottled     429: no calls until ``retry_after_s`` has passed
     │   ├── ImageAnalysisRejected     the image itself is unusable: route by policy (needs_review by default)
     │   └── FatalAnalyzerError        wrong key or endpoint: stop the worker, commit nothing past the failure
-    └── ConfigurationError            bad settings or policy: refuse to start
+    ├── ConfigurationError            bad settings or policy: refuse to start
+    └── KafkaConnectionFailed         no usable connection to the Kafka cluster (``reason`` says why)
+        ├── KafkaUnavailable          no broker answered (refused, unknown host, timeout): retrying may help
+        ├── KafkaAuthenticationFailed SASL refused the credentials or mechanism, or no OAuth token was issued
+        ├── KafkaTlsFailed            the broker's certificate is not trusted or not for the host, or the
+        │                             broker refused the client certificate
+        └── KafkaProtocolMismatch     the listener speaks another security protocol than the client (TLS or
+                                      plaintext, SASL or none)
 
 Foreign errors (azure-core, aiohttp) are translated at the boundary with ``raise ... from exc``; messages
 never carry secrets or an image URL's query string.
@@ -66,3 +73,40 @@ class FatalAnalyzerError(AnalyzerError):
     """The analyzer cannot work at all (wrong key, wrong endpoint, bad request shape): stop loudly."""
 
     outcome = "fatal"
+
+
+# --- Kafka connection failures (worker.kafka.connection_failures classifies aiokafka's exceptions) ---
+
+
+class KafkaConnectionFailed(ModerationError):
+    """The worker cannot use a connection to the cluster; the message names the broker and the cause.
+
+    ``reason`` is a bounded label for logs and metrics (e.g. ``refused``, ``sasl_credentials``,
+    ``tls_untrusted``); ``broker`` is the ``host:port`` that failed. Messages never carry a password.
+    """
+
+    #: whether trying again later may succeed without changing any setting
+    retryable = False
+
+    def __init__(self, message: str, *, reason: str, broker: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.broker = broker
+
+
+class KafkaUnavailable(KafkaConnectionFailed):
+    """No broker answered: connection refused, unknown host, timeout, or the connection dropped."""
+
+    retryable = True
+
+
+class KafkaAuthenticationFailed(KafkaConnectionFailed):
+    """SASL authentication failed: wrong username or password, a mechanism the broker lacks, no token."""
+
+
+class KafkaTlsFailed(KafkaConnectionFailed):
+    """TLS failed: an untrusted certificate, one for another host, or a refused client certificate."""
+
+
+class KafkaProtocolMismatch(KafkaConnectionFailed):
+    """The listener expects another ``security_protocol``: TLS against plaintext, SASL against none."""

@@ -1,13 +1,17 @@
-"""A throwaway TLS identity and an https file server on the loopback, so the demo's image URLs are https.
+"""Throwaway TLS identities and an https file server on the loopback, so the demo's image URLs are https.
 
-The certificate is self-signed for one host name, made at run time by the ``openssl`` command line tool
-(no Python dependency), and trusted only by clients given ``Certificate.client_context()``: it is never
-installed in a trust store and its key never leaves the folder it was written to.
+A certificate is either self-signed for one host name (``make_self_signed``) or issued by a throwaway
+certificate authority (``make_certificate_authority`` + ``issue_certificate``), as a managed Kafka's
+cluster CA issues its brokers' and clients' certificates. All are made at run time by the ``openssl`` command
+line tool (no Python dependency) and trusted only by clients given them explicitly: they are never installed
+in a trust store and their keys never leave the folder they were written to.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import os
 import shutil
 import ssl
 from dataclasses import dataclass
@@ -19,6 +23,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 OPENSSL_TIMEOUT_S = 30.0
+KEY_PASSWORD_ENV = "TLSFILES_KEY_PASSWORD"  # noqa: S105 - the name of a variable, not a password
 
 
 class TlsUnavailableError(Exception):
@@ -81,14 +86,142 @@ async def make_self_signed(
 
     Raises ``TlsUnavailableError`` when ``openssl`` is not on PATH, fails, or takes over 30 s.
     """
-    executable = shutil.which(openssl)
-    if executable is None:
-        raise TlsUnavailableError(f"the {openssl!r} command is not on PATH; it makes the demo's certificate")
+    executable = _openssl_executable(openssl)
     await asyncio.to_thread(_private_directory, directory)
     certificate = Certificate(host, directory / "cert.pem", directory / "key.pem")
-    command = openssl_command(executable, host, certificate.cert_file, certificate.key_file, valid_days)
+    await _run_openssl(
+        openssl_command(executable, host, certificate.cert_file, certificate.key_file, valid_days)
+    )
+    return certificate
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateAuthority:
+    """A PEM CA certificate and its unencrypted key; it signs leaf certificates only (``pathlen:0``)."""
+
+    name: str
+    cert_file: Path
+    key_file: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that trusts certificates this authority issued, and nothing else."""
+        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.cert_file))
+
+
+async def make_certificate_authority(
+    directory: Path,
+    *,
+    name: str = "moderation-worker throwaway CA",
+    openssl: str = "openssl",
+    valid_days: int = 1,
+) -> CertificateAuthority:
+    """Write ``ca.pem`` and ``ca-key.pem`` (a P-256 CA named ``name``) into ``directory`` (owner-only).
+
+    Raises ``TlsUnavailableError`` as ``make_self_signed`` does.
+    """
+    executable = _openssl_executable(openssl)
+    await asyncio.to_thread(_private_directory, directory)
+    authority = CertificateAuthority(name, directory / "ca.pem", directory / "ca-key.pem")
+    command = [
+        *_new_key_request(executable, authority.key_file, authority.cert_file, valid_days, name),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE,pathlen:0",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-noenc",
+    ]
+    await _run_openssl(command)
+    return authority
+
+
+async def issue_certificate(
+    authority: CertificateAuthority,
+    host: str,
+    directory: Path,
+    *,
+    stem: str | None = None,
+    key_password: str | None = None,
+    openssl: str = "openssl",
+    valid_days: int = 1,
+) -> Certificate:
+    """A leaf certificate for ``host`` (a DNS name or an IP address) signed by ``authority``.
+
+    Written to ``<stem>.pem`` and ``<stem>-key.pem`` in ``directory`` (``stem`` defaults to ``host``), so one
+    folder can hold a broker's and a client's. ``key_password`` encrypts the key (AES-256), as a client key
+    handed out by a cluster operator often is. The certificate serves as a TLS server or client identity.
+    """
+    executable = _openssl_executable(openssl)
+    await asyncio.to_thread(_private_directory, directory)
+    name = stem or host
+    certificate = Certificate(host, directory / f"{name}.pem", directory / f"{name}-key.pem")
+    command = [
+        *_new_key_request(executable, certificate.key_file, certificate.cert_file, valid_days, host),
+        "-CA",
+        str(authority.cert_file),
+        "-CAkey",
+        str(authority.key_file),
+        "-addext",
+        f"subjectAltName={_subject_alt_name(host)}",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-addext",
+        "extendedKeyUsage=serverAuth,clientAuth",
+    ]
+    if key_password is None:
+        await _run_openssl([*command, "-noenc"])
+    else:
+        # Read from the environment, so the password never shows in the process list.
+        await _run_openssl(
+            [*command, "-passout", f"env:{KEY_PASSWORD_ENV}"], env={KEY_PASSWORD_ENV: key_password}
+        )
+    return certificate
+
+
+def _subject_alt_name(host: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return f"DNS:{host}"
+    return f"IP:{host}"
+
+
+def _new_key_request(openssl: str, key_file: Path, cert_file: Path, valid_days: int, name: str) -> list[str]:
+    """``openssl req -x509`` with a new P-256 key; the caller adds ``-noenc`` or a ``-passout``."""
+    return [
+        openssl,
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-keyout",
+        str(key_file),
+        "-out",
+        str(cert_file),
+        "-days",
+        str(valid_days),
+        "-subj",
+        f"/CN={name}",
+    ]
+
+
+def _openssl_executable(openssl: str) -> str:
+    executable = shutil.which(openssl)
+    if executable is None:
+        raise TlsUnavailableError(
+            f"the {openssl!r} command is not on PATH; it makes the throwaway certificates"
+        )
+    return executable
+
+
+async def _run_openssl(command: list[str], env: dict[str, str] | None = None) -> None:
+    """Run one ``openssl`` command; ``TlsUnavailableError`` when it fails or takes over 30 s."""
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=None if env is None else {**os.environ, **env},
     )
     try:
         async with asyncio.timeout(OPENSSL_TIMEOUT_S):
@@ -102,7 +235,6 @@ async def make_self_signed(
     if process.returncode != 0:
         tail = output.decode(errors="replace").strip()[-500:]
         raise TlsUnavailableError(f"openssl exited with code {process.returncode}: {tail}")
-    return certificate
 
 
 def _private_directory(directory: Path) -> None:
