@@ -29,7 +29,8 @@ from tests.pipeline_harness import (
     worker_environment,
     worker_settings,
 )
-from worker.dev.broker import DEFAULT_KAFKA_VERSION, default_cache_root
+from worker.dev.broker import default_cache_root
+from worker.dev.broker_config import DEFAULT_KAFKA_VERSION
 from worker.dev.emulator.server import Emulator
 from worker.dev.maven import resolve_kafka_jars
 from worker.runner import EXIT_OK, run_worker
