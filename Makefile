@@ -1,23 +1,33 @@
 # One entry point for developers and CI: `make check` runs exactly what CI runs.
+# Each target first checks the Debian tools it needs with .ci/system-packages: as root the missing ones are
+# installed, otherwise make stops with the command to run. `make test SYSTEM_PACKAGES='.ci/system-packages
+# --no-install'` only checks.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SYSTEM_PACKAGES ?= .ci/system-packages
 
-.PHONY: install demo test check lint types bench broker emulator clean
+.PHONY: install demo test check lint types bench broker emulator clean \
+	system-packages-broker system-packages-demo system-packages-test
 
 $(STAMP): pyproject.toml
+	PYTHON=$(PYTHON) $(SYSTEM_PACKAGES) venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,model,demo]'
 	touch $(STAMP)
 
+# Checked before the virtualenv is built, so a missing tool is reported before minutes of pip.
+system-packages-broker system-packages-demo system-packages-test:
+	@PYTHON=$(PYTHON) $(SYSTEM_PACKAGES) $(@:system-packages-%=%)
+
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: system-packages-demo $(STAMP)
 	$(BIN)/moderation-worker demo
 
-test: $(STAMP)
+test: system-packages-test $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -29,10 +39,10 @@ types: $(STAMP)
 
 check: lint types test
 
-bench: $(STAMP)
+bench: system-packages-broker $(STAMP)
 	$(BIN)/python -m bench
 
-broker: $(STAMP)
+broker: system-packages-broker $(STAMP)
 	$(BIN)/moderation-worker dev broker
 
 emulator: $(STAMP)

@@ -7,6 +7,7 @@ class. Messages never echo a URL's query string. Pure: no Kafka, HTTP or Azure i
 
 from __future__ import annotations
 
+import importlib.resources
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from worker.errors import ConfigurationError, ModerationError
 from worker.redact import redact_text, redact_url
 from worker.urlguard import url_refusal
 
+SCHEMAS_PACKAGE: Final = "worker.schemas"
+"""Where the schemas are installed: the repository's ``schemas/`` folder, mapped into the package."""
 DEFAULT_MAX_VALUE_BYTES: Final = 65_536
 """Largest accepted submission value; a valid v1 document is a few KiB at most."""
 _MAX_MESSAGE_CHARS: Final = 300
@@ -110,8 +113,15 @@ _NO_METADATA: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 def default_schemas_dir() -> Path:
-    """The repository's ``schemas/`` directory, found next to the ``worker`` package (editable checkouts)."""
-    return Path(__file__).resolve().parent.parent / "schemas"
+    """The folder of the schemas shipped as package data ``worker.schemas``.
+
+    A wheel holds them inside the installed package; an editable install maps the package to the checkout's
+    ``schemas/`` folder. Raises ``ConfigurationError`` when the package is not files on disk (a zip import).
+    """
+    schemas = importlib.resources.files(SCHEMAS_PACKAGE)
+    if not isinstance(schemas, Path):
+        raise ConfigurationError(f"the {SCHEMAS_PACKAGE} package is not a folder on disk: {schemas}")
+    return schemas
 
 
 def is_rfc3339(value: object) -> bool:

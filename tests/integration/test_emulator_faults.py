@@ -1,5 +1,5 @@
 """The vision emulator's checks and injected faults, seen through the real SDK as the worker will see them:
-each answer surfaces as the exception type of contract §3.3 with the documented codes."""
+each answer surfaces as the exception type of docs/azure-contract.md §3.3 with the documented codes."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Fidelity of the vision emulator: real recorded requests, replayed through the real SDK, get answers of the
 recorded shape (status, keys, value types, nesting), and error answers equal the recorded ones.
 
-Recordings: ``$MODERATION_AZURE_RECORDINGS``, else ``tests/data/azure-recordings``, else the shared reference
-copy (``/work/shared/reference/azure-recordings``).
+Recordings: ``$MODERATION_AZURE_RECORDINGS``, else ``tests/data/azure-recordings`` (its README names the
+sources).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ def _find_recordings() -> Path | None:
     candidates = [
         os.environ.get("MODERATION_AZURE_RECORDINGS", ""),
         str(Path(__file__).parents[1] / "data" / "azure-recordings"),
-        "/work/shared/reference/azure-recordings",
     ]
     return next((Path(c) for c in candidates if c and Path(c).is_dir()), None)
 
@@ -138,7 +137,7 @@ async def test_recorded_request_gets_an_answer_of_the_recorded_shape(emulator: E
         assert ("x-ms-error-code" in entry["ResponseHeaders"]) == ("x-ms-error-code" in response.headers)
 
 
-#: what the SDK gives for each recorded status (contract §3.3)
+#: what the SDK gives for each recorded status (docs/azure-contract.md §3.3)
 EXPECTED_OUTCOME = {200: ImageAnalysisResult, 400: HttpResponseError, 401: ClientAuthenticationError}
 
 

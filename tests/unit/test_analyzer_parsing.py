@@ -152,7 +152,7 @@ def test_service_errors_map_to_the_worker_hierarchy(
     expected_type: type[Exception],
     expected_code: str | None,
 ) -> None:
-    """Contract §3.2: image problems route, misconfiguration stops the worker, the rest is retried."""
+    """docs/azure-contract.md §3.2: image problems route, misconfiguration stops, the rest is retried."""
     error = classify_http_error(status, code=code, inner_code=inner, message=message, retry_after=None)
     assert expected_type is type(error)
     if expected_code is not None:

@@ -1,4 +1,4 @@
-"""Specification of the emulator's wire contract: query checks, exact error bodies, 200 bodies, throttle."""
+"""The emulator speaks docs/azure-contract.md: query checks, exact error bodies, 200 bodies, throttle."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Specification of the moderation policy: loading, versioning, and the decision rules of ARCHITECTURE §4."""
+"""Specification of the moderation policy: loading, versioning, and the decision rules of docs/policy.md."""
 
 from __future__ import annotations
 

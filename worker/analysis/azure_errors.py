@@ -1,8 +1,8 @@
 """Translate Image Analysis 4.0 failures into the worker's hierarchy (``worker.errors``).
 
 Pure: takes what the SDK exposes (status, error codes, message, Retry-After header) and returns the
-exception to raise. The mapping follows the wire contract (``shared/reference/azure-image-analysis-4.0.md``
-§3): in 4.0 a bad request's outer code is ``InvalidRequest`` and the specific reason is ``innererror.code``.
+exception to raise. The mapping follows the wire contract (``docs/azure-contract.md`` §3): in 4.0 a bad
+request's outer code is ``InvalidRequest`` and the specific reason is ``innererror.code``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,20 @@
 """``moderation-worker topics create``: the input, three result, dead-letter and control topics.
 
-Idempotent: topics that exist are left as they are (their partition count is reported, never changed).
+Idempotent: topics that exist are reported and left as they are (never reconfigured).
 """
 
 from __future__ import annotations
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from collections.abc import Collection, Mapping, Sequence
+from typing import Final
 
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from worker.errors import ConfigurationError
 from worker.settings import Settings
+
+_NO_ERROR: Final = 0
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -27,19 +33,55 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 
 async def create_topics(settings: Settings) -> dict[str, str]:
-    """Create every topic that does not exist yet; returns ``{topic: "created" | "exists"}``."""
+    """Create every topic that does not exist yet; returns ``{topic: "created" | "exists"}`` in spec order.
+
+    The topic list only spares the request when every topic is listed; for the rest the broker's CreateTopics
+    answer decides (``creation_outcomes``), because the list can miss a topic that exists: a broker's metadata
+    lags what its controller has committed, and another replica may be creating the same topics right now.
+    Raises ``ConfigurationError`` when the broker refuses a topic for any other reason.
+    """
+    specs = topic_specs(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="moderation-topics")
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
-        outcome = {spec.name: "exists" for spec in topic_specs(settings) if spec.name in existing}
-        for spec in missing:
-            try:
-                await admin.create_topics([spec])
-                outcome[spec.name] = "created"
-            except TopicAlreadyExistsError:  # another replica's init container won the race
-                outcome[spec.name] = "exists"
-        return outcome
+        listed = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in listed]
+        answers: dict[str, tuple[int, str | None]] = {}
+        if missing:
+            response = await admin.create_topics(missing)
+            # entries are (topic, error_code, error_message); version 0 of the response has no message
+            answers = {
+                entry[0]: (entry[1], entry[2] if len(entry) > 2 else None) for entry in response.topic_errors
+            }
     finally:
         await admin.close()
+    return creation_outcomes([spec.name for spec in specs], listed, answers)
+
+
+def creation_outcomes(
+    names: Sequence[str], listed: Collection[str], answers: Mapping[str, tuple[int, str | None]]
+) -> dict[str, str]:
+    """``{name: "created" | "exists"}`` from the topic list and the broker's ``(code, message)`` answers.
+
+    A listed topic exists. For the others, code 0 means this request created the topic and
+    ``TOPIC_ALREADY_EXISTS`` that it exists (created earlier, or by a concurrent request). Any other code,
+    or no answer for a topic, raises ``ConfigurationError`` naming every refused topic with its Kafka error
+    and the broker's message. The command is idempotent: after fixing the cause, or for a retriable error
+    such as ``REQUEST_TIMED_OUT``, running it again is safe.
+    """
+    outcomes: dict[str, str] = {}
+    refused: list[str] = []
+    for name in names:
+        if name in listed:
+            outcomes[name] = "exists"
+        elif name not in answers:
+            refused.append(f"{name}: the broker's answer does not mention it")
+        elif (code := answers[name][0]) == _NO_ERROR:
+            outcomes[name] = "created"
+        elif code == TopicAlreadyExistsError.errno:
+            outcomes[name] = "exists"
+        else:
+            refused.append(f"{name}: {for_code(code).message} ({answers[name][1] or 'no message'})")
+    if refused:
+        raise ConfigurationError("the broker refused to create topics: " + "; ".join(refused))
+    return outcomes

@@ -1,6 +1,6 @@
 """The Image Analysis 4.0 wire contract as the emulator speaks it: query rules, error answers, 200 bodies.
 
-Pure: no aiohttp, no I/O. Messages and codes follow ``shared/reference/azure-image-analysis-4.0.md`` §2-§3;
+Pure: no aiohttp, no I/O. Messages and codes follow ``docs/azure-contract.md`` §2-§3;
 where the service's answer is undocumented (an unsupported api-version, a malformed JSON body) the choice made
 here is marked in the docstring of the function that makes it.
 """
@@ -129,7 +129,7 @@ NAMED_ERRORS: Mapping[str, ServiceError] = {
         "Either 'features' or 'model-name' needs to be specified in the query parameter."
     ),
     "Unauthorized": ServiceError(401, "401", UNAUTHORIZED_MESSAGE, reason="PermissionDenied"),
-    # No Retry-After on 403: the SDK would sleep for it, and the real value is days (contract §4).
+    # No Retry-After on 403: the SDK would sleep that long, often days (docs/azure-contract.md §4).
     "QuotaExceeded": ServiceError(
         403,
         "403",

@@ -138,8 +138,8 @@ async def _decide(state: EmulatorState, request: web.Request) -> _Outcome:
 
 
 def _on_route(path: str, prefix: str | None) -> bool:
-    """Any path ending in the route (contract §6.1), or exactly ``prefix + route`` when a prefix is set;
-    repeated slashes count as one, because a portal endpoint ends in '/' and the SDK appends '/...'."""
+    """Any path ending in the route (docs/azure-contract.md §6.1), or exactly ``prefix + route`` when a
+    prefix is set; repeated slashes count as one: a portal endpoint ends in '/' and the SDK appends '/...'."""
     path = _SLASHES.sub("/", path)
     return path.endswith(ROUTE_SUFFIX) if prefix is None else path == prefix.rstrip("/") + ROUTE_SUFFIX
 

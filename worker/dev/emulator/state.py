@@ -55,8 +55,8 @@ class EmulatorConfig:
     - ``tag_source`` / ``fetcher``: where unscripted images' tags come from; no fetcher means URLs are never
       fetched and their tags follow from the URL (fixture mode).
     - ``default_size``: the metadata of URL images no fixture sizes.
-    - ``route_prefix``: ``None`` serves the route under any path prefix (contract §6.1); a string serves only
-      ``prefix + /computervision/imageanalysis:analyze``, so a wrong endpoint path gets 404.
+    - ``route_prefix``: ``None`` serves the route under any path prefix (docs/azure-contract.md §6.1); a
+      string serves only ``prefix + /computervision/imageanalysis:analyze``, so a wrong endpoint gets 404.
     - ``clock``: monotonic seconds, for the rate limit.
     """
 
