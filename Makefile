@@ -32,6 +32,14 @@ check: lint types test
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The chaos run (docs/reliability.md): replicas, broker and analyzer faults, judged by an independent ledger.
+.PHONY: chaos chaos-short
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos
+
+chaos-short: $(STAMP)
+	$(BIN)/python -m tests.chaos --short
+
 broker: $(STAMP)
 	$(BIN)/moderation-worker dev broker
 
