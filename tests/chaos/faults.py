@@ -9,6 +9,7 @@ ledger's ground truth stays exact (the producer is not what the run tests).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,12 +17,14 @@ from dataclasses import dataclass, field
 from tests.chaos.plan import Fault, FaultKind
 from tests.chaos.replicas import ReplicaSet
 from tests.chaos.submissions import calm_scripts
+from tests.pipeline_harness import wait_until
 from worker.dev.broker import EmbeddedKafka
 from worker.dev.emulator.fixtures import parse_fixtures
 from worker.dev.emulator.server import Emulator
 
 #: the worker's own drain deadline is 15 s (``tests.pipeline_harness.worker_environment``)
 SIGTERM_TIMEOUT_S = 45.0
+STORM_CAP = 6
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class FaultInjector:
         elif fault.kind is FaultKind.BROKER_SIGKILL:
             detail = await self._broker_outage(fault.duration_s, fault.replica)
         else:
-            detail = await self._storm_for(fault.duration_s)
+            detail = await self._storm_for(fault.duration_s, fault.calls)
         return FaultRecord(fault, started, self._now(), detail)
 
     async def _broker_outage(self, duration_s: float, replica: int | None) -> dict[str, float | int | str]:
@@ -106,15 +109,25 @@ class FaultInjector:
             "replica_log_lines_per_s_while_down": round(lines_during / duration_s, 1),
         }
 
-    async def _storm_for(self, duration_s: float) -> dict[str, float | int | str]:
-        """Script 429/5xx answers for the shared images for ``duration_s``, then calm them."""
-        before = self._emulator.stats.by_status
+    async def _storm_for(self, duration_s: float, calls: int) -> dict[str, float | int | str]:
+        """Script 429/5xx answers for the shared images for ``duration_s`` and until ``calls`` calls were
+        answered (at most ``STORM_CAP`` times ``duration_s``: every replica may be restarting), then calm
+        them."""
+        before, calls_before = self._emulator.stats.by_status, self._emulator.stats.calls_total
+        started = time.monotonic()
         self._emulator.load_fixtures(parse_fixtures(self._storm), merge=True)
         await asyncio.sleep(duration_s)
+        with contextlib.suppress(TimeoutError):
+            await wait_until(
+                lambda: self._emulator.stats.calls_total - calls_before >= calls,
+                timeout_s=(STORM_CAP - 1) * duration_s,
+                interval_s=0.2,
+            )
         self._emulator.load_fixtures(parse_fixtures(calm_scripts()), merge=True)
+        storm_s = time.monotonic() - started
         after = self._emulator.stats.by_status
-        return {
-            f"answers_{status}": after.get(status, 0) - before.get(status, 0)
-            for status in sorted(after)
-            if after.get(status, 0) != before.get(status, 0)
-        }
+        detail: dict[str, float | int | str] = {"storm_s": round(storm_s, 2)}
+        for status in sorted(after):
+            if after[status] != before.get(status, 0):
+                detail[f"answers_{status}"] = after[status] - before.get(status, 0)
+        return detail

@@ -160,7 +160,7 @@ def targets(
         Target("misrouted", "0", str(len(ledger.misrouted)), not ledger.misrouted),
         Target("unknown ids in outputs", "0", str(len(ledger.unknown)), not ledger.unknown),
         Target("undocumented exits", "0", str(findings), findings == 0),
-        Target("drained", "yes", "yes" if drained else "no", drained),
+        Target("group lag 0 (committed)", "yes", "yes" if drained else "no", drained),
     ]
     if duplicates_must_be_zero:
         found.append(Target("duplicated", "0", str(len(ledger.duplicated)), not ledger.duplicated))

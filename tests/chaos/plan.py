@@ -34,12 +34,13 @@ class FaultKind(StrEnum):
 @dataclass(frozen=True)
 class Fault:
     """One fault: ``replica`` to SIGKILL (for a broker fault: mid-outage), ``duration_s`` of a broker outage
-    or analyzer storm."""
+    or analyzer storm; a storm also lasts until the analyzer has answered ``calls`` calls."""
 
     kind: FaultKind
     at_s: float
     replica: int | None = None
     duration_s: float = 0.0
+    calls: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,12 @@ FULL = Size(
     replica_kills=12,
     chaos_rolling_restarts=2,
     sigterm_rolling_restarts=3,
-    chaos_produce_s=150.0,
+    chaos_produce_s=180.0,
     sigterm_produce_s=45.0,
     storm_calls=400,
     storm_s=10.0,
     broker_outage_s=8.0,
-    drain_timeout_s=300.0,
+    drain_timeout_s=180.0,
 )
 SHORT = Size(
     chaos_submissions=1_500,
@@ -83,7 +84,7 @@ SHORT = Size(
     storm_calls=100,
     storm_s=5.0,
     broker_outage_s=5.0,
-    drain_timeout_s=180.0,
+    drain_timeout_s=90.0,
 )
 REPLICAS = 3
 PARTITIONS = 6
@@ -125,20 +126,32 @@ class ChaosPlan:
         return digest.hexdigest()[:16]
 
 
-def _spread(rng: random.Random, kinds: list[Fault], window_s: float) -> tuple[Fault, ...]:
-    """Shuffle ``kinds`` into equal slots of ``window_s`` (from 10 % to 90 % of it), jittered in each slot."""
-    rng.shuffle(kinds)
-    start, span = 0.1 * window_s, 0.8 * window_s
-    slot = span / max(len(kinds), 1)
-    return tuple(
-        Fault(
-            fault.kind,
-            round(start + index * slot + rng.uniform(0, 0.5 * slot), 2),
-            fault.replica,
-            fault.duration_s,
-        )
-        for index, fault in enumerate(kinds)
-    )
+#: what each fault kind takes on the 2-core machine (a rolling restart waits for three replicas to start)
+EXPECTED_S = {
+    FaultKind.REPLICA_SIGKILL: 1.0,
+    FaultKind.ROLLING_SIGTERM: 20.0,
+    FaultKind.BROKER_SIGKILL: 8.0,  # plus the outage: the broker's own restart
+    FaultKind.ANALYZER_STORM: 0.0,  # plus the storm
+}
+
+
+def expected_s(fault: Fault) -> float:
+    """About how long ``fault`` takes to inject and recover from."""
+    return EXPECTED_S[fault.kind] + fault.duration_s
+
+
+def _spread(rng: random.Random, faults: list[Fault], window_s: float) -> tuple[Fault, ...]:
+    """Shuffle ``faults`` and place them from 5 % of ``window_s`` on, each after the previous one's expected
+    end plus a seeded share of the spare time, so that all of them strike while submissions flow."""
+    rng.shuffle(faults)
+    spare_s = max(0.85 * window_s - sum(expected_s(fault) for fault in faults), 0.0)
+    gap_s = spare_s / max(len(faults), 1)
+    cursor, placed = 0.05 * window_s, []
+    for fault in faults:
+        at_s = cursor + rng.uniform(0.5, 1.0) * gap_s
+        placed.append(Fault(fault.kind, round(at_s, 2), fault.replica, fault.duration_s, fault.calls))
+        cursor = at_s + expected_s(fault)
+    return tuple(placed)
 
 
 def sigterm_faults(size: Size) -> tuple[Fault, ...]:
@@ -161,7 +174,7 @@ def chaos_faults(size: Size, rng: random.Random) -> tuple[Fault, ...]:
     faults.append(
         Fault(FaultKind.BROKER_SIGKILL, 0.0, replica=rng.randrange(REPLICAS), duration_s=size.broker_outage_s)
     )
-    faults.append(Fault(FaultKind.ANALYZER_STORM, 0.0, duration_s=size.storm_s))
+    faults.append(Fault(FaultKind.ANALYZER_STORM, 0.0, duration_s=size.storm_s, calls=size.storm_calls))
     return _spread(rng, faults, size.chaos_produce_s)
 
 

@@ -26,27 +26,23 @@ async def input_keys(bootstrap: str, topics: Topics) -> list[str]:
 
 @dataclass(frozen=True)
 class Outputs:
-    """For each key in any output topic, the route of each record carrying it; the last record's time."""
+    """For each key in any output topic, the route of each record carrying it; ``complete_ms``: the time of
+    the record that completed the set (the latest of each key's first record), 0 when there is none."""
 
     seen: dict[str, list[str]]
-    last_timestamp_ms: int
+    complete_ms: int
 
 
 async def outputs(bootstrap: str, topics: Topics) -> Outputs:
     """Every record of the four output topics, as routes per key."""
     seen: dict[str, list[str]] = {}
-    last_ms = 0
+    first_ms: dict[str, int] = {}
     for name in ROUTES:
         for record in await read_to_end(bootstrap, topics.route(name), timeout_s=READ_TIMEOUT_S):
-            seen.setdefault((record.key or b"").decode(), []).append(name)
-            last_ms = max(last_ms, record.timestamp)
-    return Outputs(seen, last_ms)
-
-
-async def first_input_timestamp_ms(bootstrap: str, topics: Topics) -> int:
-    """The broker time of the earliest input record (0 for an empty topic)."""
-    records = await read_to_end(bootstrap, topics.input, timeout_s=READ_TIMEOUT_S)
-    return min((record.timestamp for record in records), default=0)
+            key = (record.key or b"").decode()
+            seen.setdefault(key, []).append(name)
+            first_ms[key] = min(first_ms.get(key, record.timestamp), record.timestamp)
+    return Outputs(seen, max(first_ms.values(), default=0))
 
 
 async def group_lag(bootstrap: str, group_id: str, topic: str, partitions: int) -> dict[int, int] | None:
