@@ -42,6 +42,14 @@ check: lint types test
 bench: system-packages-broker $(STAMP)
 	$(BIN)/python -m bench
 
+# The chaos run (docs/reliability.md): replicas, broker and analyzer faults, judged by an independent ledger.
+.PHONY: chaos chaos-short
+chaos: system-packages-broker $(STAMP)
+	$(BIN)/python -m tests.chaos
+
+chaos-short: system-packages-broker $(STAMP)
+	$(BIN)/python -m tests.chaos --short
+
 broker: system-packages-broker $(STAMP)
 	$(BIN)/moderation-worker dev broker
 
