@@ -8,6 +8,7 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from worker.kafka.startup import open_cluster, start_explained
 from worker.settings import Settings
 
 
@@ -27,19 +28,31 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 
 async def create_topics(settings: Settings) -> dict[str, str]:
-    """Create every topic that does not exist yet; returns ``{topic: "created" | "exists"}``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="moderation-topics")
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
-        outcome = {spec.name: "exists" for spec in topic_specs(settings) if spec.name in existing}
-        for spec in missing:
-            try:
-                await admin.create_topics([spec])
-                outcome[spec.name] = "created"
-            except TopicAlreadyExistsError:  # another replica's init container won the race
-                outcome[spec.name] = "exists"
-        return outcome
-    finally:
-        await admin.close()
+    """Create every topic that does not exist yet; returns ``{topic: "created" | "exists"}``.
+
+    Connects as the worker does (``open_cluster``: waits for the cluster, raises ``KafkaConnectionFailed``).
+    """
+    async with open_cluster(settings) as options:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers,
+            client_id="moderation-topics",
+            **options.client_kwargs(),
+        )
+        try:
+            await start_explained(admin.start, settings.bootstrap_servers, settings.kafka_security(), options)
+            return await _create_missing(admin, settings)
+        finally:
+            await admin.close()
+
+
+async def _create_missing(admin: AIOKafkaAdminClient, settings: Settings) -> dict[str, str]:
+    existing = set(await admin.list_topics())
+    missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
+    outcome = {spec.name: "exists" for spec in topic_specs(settings) if spec.name in existing}
+    for spec in missing:
+        try:
+            await admin.create_topics([spec])
+            outcome[spec.name] = "created"
+        except TopicAlreadyExistsError:  # another replica's init container won the race
+            outcome[spec.name] = "exists"
+    return outcome
