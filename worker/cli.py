@@ -268,15 +268,21 @@ def dev() -> None:
     show_default=True,
     help="Apache Kafka version from Maven Central",
 )
-def dev_broker(data_dir: Path, port: int, kafka_version: str) -> int:
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="also listen with SASL_SSL (SCRAM-SHA-512) and mutual TLS, on free ports, with a throwaway CA",
+)
+def dev_broker(data_dir: Path, port: int, kafka_version: str, *, secure: bool) -> int:
     """Run a single-node Apache Kafka (KRaft) until SIGTERM or Ctrl-C.
 
-    Prints `broker ready bootstrap=HOST:PORT` once it answers. Exit codes: 0 after a clean stop, 1 when it
-    cannot start (no Java, no jars, port taken) or stop.
+    Prints `broker ready bootstrap=HOST:PORT` once it answers; with --secure, then the MODERATION_* settings
+    of its SASL_SSL and mutual-TLS listeners (the throwaway password included). Exit codes: 0 after a clean
+    stop, 1 when it cannot start (no Java, no jars, no openssl, port taken) or stop.
     """
-    from worker.dev.broker import run_broker  # noqa: PLC0415 - commands import what they need
+    from worker.dev.broker_command import run_broker  # noqa: PLC0415 - commands import what they need
 
-    return run_broker(data_dir, port=port, version=kafka_version, environ=os.environ)
+    return run_broker(data_dir, port=port, version=kafka_version, environ=os.environ, secure=secure)
 
 
 @dev.command("emulator")
