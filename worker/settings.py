@@ -35,7 +35,7 @@ AnalyzerKind = Literal["azure", "model"]
 AuthKind = Literal["key", "entra"]
 VisualFeature = Literal["tags", "caption", "denseCaptions", "objects", "read", "smartCrops", "people"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
-#: codec of the batches the worker produces (docs/kafka.md, "Output compression", says why lz4)
+#: codec of the batches the worker produces (docs/kafka.md, "Output compression", says why zstd)
 CompressionType = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 #: What ``config --format json`` prints for one setting.
 JsonValue = str | int | float | list[str] | None
@@ -152,7 +152,7 @@ class Settings(BaseSettings):
         True, description="verify that the broker's certificate names the host connected to"
     )
     kafka_compression_type: CompressionType = Field(
-        "lz4", description="codec of the result batches: none, gzip, snappy, lz4 or zstd"
+        "zstd", description="codec of the result batches: none, gzip, snappy, lz4 or zstd"
     )
     kafka_startup_timeout_s: float = Field(
         60.0, ge=0.0, description="how long start-up waits for an unreachable cluster, seconds"

@@ -57,7 +57,7 @@ async def test_the_worker_routes_every_submission_over_a_secure_listener(
     listener: str, secure_kafka: EmbeddedKafka, topics: Topics, group_id: str, scripted_emulator: Emulator
 ) -> None:
     """Over SASL_SSL with SCRAM-SHA-512, and over mutual TLS: 300 submissions, each routed exactly once,
-    with lz4 batches (the default codec) on the wire."""
+    produced with the default codec (zstd)."""
     plaintext = secure_kafka.bootstrap_servers
     await topics.create(plaintext, partitions=2)
     submissions = make_submissions(300, prefix=listener)

@@ -214,11 +214,11 @@ SCRAM = {
 }
 
 
-def test_kafka_security_defaults_to_plaintext_with_lz4_and_a_minute_of_waiting() -> None:
-    """Without MODERATION_KAFKA_* variables: PLAINTEXT, no SASL, no TLS files, lz4 output, 60 s start-up."""
+def test_kafka_security_defaults_to_plaintext_with_zstd_and_a_minute_of_waiting() -> None:
+    """Without MODERATION_KAFKA_* variables: PLAINTEXT, no SASL, no TLS files, zstd output, 60 s start-up."""
     settings = Settings.from_env({}, need_analyzer=False)
     security = settings.kafka_security()
-    assert ("PLAINTEXT", None, None, "lz4", 60.0) == (
+    assert ("PLAINTEXT", None, None, "zstd", 60.0) == (
         security.security_protocol,
         security.sasl_mechanism,
         security.ssl_ca_file,
