@@ -2,8 +2,10 @@
 
 Every command imports its module inside its body, so ``--help`` stays fast and ``dev broker`` never loads
 the Azure SDK. ``main`` turns the errors an operator can fix into one line on stderr and an exit code:
-0 clean stop, 2 configuration or usage error, 3 fatal analyzer/Kafka error; the dev commands add their own
-(1 cannot start, and the demo's 4 and 130). docs/configuration.md ("Exit codes") lists them all.
+0 clean stop, 2 configuration or usage error, 3 fatal analyzer/Kafka error, 5 the Kafka cluster cannot be
+reached or refuses the connection settings (``KafkaConnectionFailed``, the same for every command that
+connects); the dev commands add their own (1 cannot start, and the demo's 4 and 130).
+docs/configuration.md ("Exit codes") lists them all.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import click
 
 from worker import __version__
 from worker.dev.broker_config import DEFAULT_DATA_DIR, DEFAULT_KAFKA_VERSION, DEFAULT_PORT
-from worker.errors import ConfigurationError
+from worker.errors import ConfigurationError, KafkaConnectionFailed
 from worker.settings import Settings, variable
 
 PROG = "moderation-worker"
-EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_USAGE, EXIT_FATAL, EXIT_KAFKA, EXIT_INTERRUPTED = 2, 3, 5, 130
 _PORT = click.IntRange(0, 65535)
 
 
@@ -78,7 +80,8 @@ def run() -> int:
     """Run the worker until SIGTERM or SIGINT.
 
     Configured by the MODERATION_* environment variables below. Exit codes: 0 after a clean stop, 2 on bad
-    configuration, 3 after a fatal analyzer or Kafka error.
+    configuration, 3 after a fatal analyzer or Kafka error, 5 when the Kafka cluster cannot be reached
+    (within MODERATION_KAFKA_STARTUP_TIMEOUT_S) or refuses the connection settings.
     """
     from worker.runner import serve  # noqa: PLC0415 - loads the Azure SDK: only for this command
 
@@ -265,15 +268,21 @@ def dev() -> None:
     show_default=True,
     help="Apache Kafka version from Maven Central",
 )
-def dev_broker(data_dir: Path, port: int, kafka_version: str) -> int:
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="also listen with SASL_SSL (SCRAM-SHA-512) and mutual TLS, on free ports, with a throwaway CA",
+)
+def dev_broker(data_dir: Path, port: int, kafka_version: str, *, secure: bool) -> int:
     """Run a single-node Apache Kafka (KRaft) until SIGTERM or Ctrl-C.
 
-    Prints `broker ready bootstrap=HOST:PORT` once it answers. Exit codes: 0 after a clean stop, 1 when it
-    cannot start (no Java, no jars, port taken) or stop.
+    Prints `broker ready bootstrap=HOST:PORT` once it answers; with --secure, then the MODERATION_* settings
+    of its SASL_SSL and mutual-TLS listeners (the throwaway password included). Exit codes: 0 after a clean
+    stop, 1 when it cannot start (no Java, no jars, no openssl, port taken) or stop.
     """
-    from worker.dev.broker import run_broker  # noqa: PLC0415 - commands import what they need
+    from worker.dev.broker_command import run_broker  # noqa: PLC0415 - commands import what they need
 
-    return run_broker(data_dir, port=port, version=kafka_version, environ=os.environ)
+    return run_broker(data_dir, port=port, version=kafka_version, environ=os.environ, secure=secure)
 
 
 @dev.command("emulator")
@@ -355,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         click.echo(f"{PROG}: configuration error: {exc}", err=True)
         return EXIT_USAGE
+    except KafkaConnectionFailed as exc:  # the message names broker, cause and settings, never a password
+        click.echo(f"{PROG}: cannot use Kafka: {exc}", err=True)
+        return EXIT_KAFKA
     return result if isinstance(result, int) else 0
 
 

@@ -1,8 +1,9 @@
 """``moderation-worker run``: the composition root that builds the real clients and runs the pipeline.
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 3 when a fatal analyzer or Kafka error stopped the worker
-(nothing was committed past the failing record); bad configuration (2) is the command line's to report.
-docs/configuration.md lists every command's exit codes.
+(nothing was committed past the failing record). Bad configuration (2) and a cluster that cannot be reached
+or refuses the connection settings at start-up (5, ``KafkaConnectionFailed``) are the command line's to
+report. docs/configuration.md lists every command's exit codes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from worker.errors import ConfigurationError
 from worker.kafka.clients import kafka_clients
 from worker.kafka.control import ControlState, follow_control
 from worker.kafka.loop import Pipeline, WorkerStopped
+from worker.kafka.startup import open_cluster
 from worker.moderation import Moderator, RouteTopics
 from worker.observability.drift import DriftMonitor, DriftReference, load_reference
 from worker.observability.logs import configure_logging
@@ -97,7 +99,10 @@ async def run_worker(
     """Run until ``stop`` is set (returns 0) or a fatal error (returns 3). Tests inject analyzer/registry.
 
     ``on_ready`` is called once with the bound ops port as soon as ``/metrics`` serves (before Kafka is
-    joined), so an embedding test can learn the port picked for ``MODERATION_METRICS_PORT=0``.
+    joined), so an embedding test can learn the port picked for ``MODERATION_METRICS_PORT=0``. Then the
+    cluster is waited for (``open_cluster``, at most ``kafka_startup_timeout_s``; not ready meanwhile, as
+    no partition is assigned); ``KafkaConnectionFailed`` is raised when it refuses the settings or stays
+    unreachable, before anything is consumed.
     """
     contracts = Contracts.load()
     policy = load_configured_policy(settings, contracts)
@@ -141,7 +146,8 @@ async def run_worker(
         )
         if on_ready is not None:
             on_ready(ops.port)
-        consumer, producer = await stack.enter_async_context(kafka_clients(settings))
+        options = await stack.enter_async_context(open_cluster(settings))
+        consumer, producer = await stack.enter_async_context(kafka_clients(settings, options))
         pipeline = Pipeline(
             consumer,
             producer,
@@ -160,6 +166,7 @@ async def run_worker(
                 settings.control_topic,
                 control,
                 contracts,
+                options=options,
                 on_change=lambda state: metrics.set_hold(active=state.hold),
             )
         )
@@ -231,7 +238,8 @@ def serve(settings: Settings) -> int:
     """Run the worker in this process until SIGTERM or SIGINT; returns the exit code.
 
     0 after a clean stop, 3 when a fatal analyzer or Kafka error stopped it (one line on stderr). A policy
-    file or drift reference that cannot be used raises ``ConfigurationError`` before Kafka is joined.
+    file or drift reference that cannot be used raises ``ConfigurationError`` before Kafka is joined; a
+    cluster that refuses the settings or stays unreachable at start-up raises ``KafkaConnectionFailed``.
     """
     configure_logging(settings.log_level)
     return asyncio.run(_serve(settings))

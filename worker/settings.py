@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from worker.errors import ConfigurationError
+from worker.kafka.security import KafkaSecurity, SaslMechanism, SecurityProtocol
 
 PREFIX = "MODERATION_"
 MASK = "***"
@@ -34,6 +35,8 @@ AnalyzerKind = Literal["azure", "model"]
 AuthKind = Literal["key", "entra"]
 VisualFeature = Literal["tags", "caption", "denseCaptions", "objects", "read", "smartCrops", "people"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+#: codec of the batches the worker produces (docs/kafka.md, "Output compression", says why zstd)
+CompressionType = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 #: What ``config --format json`` prints for one setting.
 JsonValue = str | int | float | list[str] | None
 
@@ -54,6 +57,8 @@ def _endpoint(url: str) -> str:
 
 
 Text = Annotated[str, Field(min_length=1)]
+OptionalText = Annotated[str | None, BeforeValidator(_empty_is_none)]
+OptionalMechanism = Annotated[SaslMechanism | None, BeforeValidator(_empty_is_none)]
 OptionalPath = Annotated[Path | None, BeforeValidator(_empty_is_none)]
 Endpoint = Annotated[str, AfterValidator(_endpoint)]
 Features = Annotated[tuple[VisualFeature, ...], NoDecode, BeforeValidator(_csv), Field(min_length=1)]
@@ -122,6 +127,36 @@ class Settings(BaseSettings):
     result_retention_ms: int = Field(
         7 * 24 * 3600 * 1000, ge=-1, description="retention of the data topics made by topics create"
     )
+    kafka_security_protocol: SecurityProtocol = Field(
+        SecurityProtocol.PLAINTEXT, description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (docs/kafka.md)"
+    )
+    kafka_sasl_mechanism: OptionalMechanism = Field(
+        None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER; required with SASL_*"
+    )
+    kafka_sasl_username: OptionalText = Field(None, description="user of PLAIN and SCRAM-*")
+    kafka_sasl_password: SecretStr = Field(
+        SecretStr(""), description="password of PLAIN and SCRAM-*, a secret"
+    )
+    kafka_sasl_oauth_scope: OptionalText = Field(
+        None, description="Entra ID scope for OAUTHBEARER; empty: derived from an Event Hubs host"
+    )
+    kafka_ssl_ca_file: OptionalPath = Field(
+        None, description="PEM file of the CAs that sign the brokers' certificates; empty: the system's"
+    )
+    kafka_ssl_cert_file: OptionalPath = Field(None, description="PEM client certificate for mutual TLS")
+    kafka_ssl_key_file: OptionalPath = Field(None, description="PEM private key of that certificate")
+    kafka_ssl_key_password: SecretStr = Field(
+        SecretStr(""), description="password of an encrypted client key, a secret"
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="verify that the broker's certificate names the host connected to"
+    )
+    kafka_compression_type: CompressionType = Field(
+        "zstd", description="codec of the result batches: none, gzip, snappy, lz4 or zstd"
+    )
+    kafka_startup_timeout_s: float = Field(
+        60.0, ge=0.0, description="how long start-up waits for an unreachable cluster, seconds"
+    )
     env_file: OptionalPath = Field(
         None, description="a file of MODERATION_*=value lines read first; the environment wins over it"
     )
@@ -175,6 +210,11 @@ class Settings(BaseSettings):
             settings = cls.model_validate({name: value for name, value in values.items() if name not in bad})
         if need_analyzer and not bad & {"analyzer", "azure_auth"}:
             problems += [problem for field, problem in settings._analyzer_gaps() if field not in bad]
+        if not any(name.startswith("kafka_") for name in bad):
+            try:
+                settings.kafka_security()
+            except ConfigurationError as exc:
+                problems.append(str(exc))
         if problems:
             raise ConfigurationError("invalid configuration: " + "; ".join(problems))
         return settings
@@ -196,6 +236,24 @@ class Settings(BaseSettings):
             if self.azure_auth == "key" and not self.azure_key.get_secret_value():
                 gaps.append(("azure_key", f"{PREFIX}AZURE_KEY: required when {PREFIX}AZURE_AUTH=key"))
         return gaps
+
+    def kafka_security(self) -> KafkaSecurity:
+        """The ``MODERATION_KAFKA_*`` connection security; ``ConfigurationError`` naming every inconsistency.
+
+        ``from_env`` already ran this check, so on settings it returned this does not raise.
+        """
+        return KafkaSecurity(
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=_secret_or_none(self.kafka_sasl_password),
+            sasl_oauth_scope=self.kafka_sasl_oauth_scope,
+            ssl_ca_file=self.kafka_ssl_ca_file,
+            ssl_cert_file=self.kafka_ssl_cert_file,
+            ssl_key_file=self.kafka_ssl_key_file,
+            ssl_key_password=_secret_or_none(self.kafka_ssl_key_password),
+            ssl_check_hostname=self.kafka_ssl_check_hostname,
+        )
 
     @property
     def output_topics(self) -> tuple[str, str, str, str]:
@@ -233,10 +291,17 @@ def variable(field_name: str) -> str:
     return PREFIX + field_name.upper()
 
 
+def _secret_or_none(value: SecretStr) -> SecretStr | None:
+    """An empty secret variable means "not set"."""
+    return value if value.get_secret_value() else None
+
+
 def as_text(value: object) -> str:
     """A setting's value as it is written in the environment; a set secret shows as ``***``."""
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, SecretStr):
         return MASK if value.get_secret_value() else ""
     if isinstance(value, float) and value.is_integer():
@@ -288,5 +353,7 @@ def _reason(detail: ErrorDetails) -> str:
         "int_parsing": "must be a whole number",
         "int_from_float": "must be a whole number",
         "float_parsing": "must be a number",
+        "enum": f"must be one of {context.get('expected')}",
+        "bool_parsing": "must be true or false",
     }
     return reasons.get(detail["type"], detail["msg"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import socket
 import stat
 import xml.etree.ElementTree as ET
@@ -21,11 +23,14 @@ from worker.dev.broker import (
 )
 from worker.dev.broker_config import (
     BrokerPorts,
+    BrokerTls,
     java_command,
+    listener_properties,
     new_cluster_id,
     plan_ports,
     render_server_properties,
 )
+from worker.dev.broker_security import ScramUser, scram_credential
 from worker.dev.maven import (
     MARKER_NAME,
     JarResolutionError,
@@ -295,3 +300,34 @@ def test_tail_lines_returns_the_last_lines_or_says_the_file_is_missing(tmp_path:
     expected = "line 97\nline 98\nline 99"
     assert expected == tail_lines(log, count=3)
     assert f"({tmp_path / 'absent.log'} does not exist)" == tail_lines(tmp_path / "absent.log")
+
+
+def test_a_secure_broker_adds_sasl_ssl_and_mutual_tls_listeners_on_free_ports(tmp_path: Path) -> None:
+    """``secure``: four distinct ports; SASL_SSL takes SCRAM-SHA-512 only, MTLS requires client certificates,
+    controller and inter-broker traffic stay PLAINTEXT, the PEM files are the key and trust stores."""
+    ports = plan_ports(9092, 0, iter([9093, 9094, 9095]), secure=True)
+    tls = BrokerTls(tmp_path / "keystore.pem", tmp_path / "ca.pem")
+    properties = listener_properties(ports, tls)
+    assert (9092, 9093, 9094, 9095) == (ports.client, ports.controller, ports.sasl_ssl, ports.mtls)
+    assert {
+        "advertised.listeners": "PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:9094,MTLS://127.0.0.1:9095",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": (
+            "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL,CONTROLLER:PLAINTEXT"
+        ),
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.name.mtls.ssl.client.auth": "required",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(tmp_path / "keystore.pem"),
+        "ssl.truststore.location": str(tmp_path / "ca.pem"),
+    }.items() <= properties.items()
+
+
+def test_the_scram_credential_is_salted_so_the_password_is_not_on_the_command_line() -> None:
+    """``--add-scram`` gets RFC 5802's salted password (PBKDF2-HMAC-SHA-512) and the salt, in base64."""
+    salt = bytes(range(16))
+    salted = base64.b64encode(hashlib.pbkdf2_hmac("sha512", b"pw-123", salt, 4096)).decode()
+    argument = scram_credential(ScramUser("alice", "pw-123"), salt=salt)
+    expected = f'SCRAM-SHA-512=[name=alice,iterations=4096,salt="{base64.b64encode(salt).decode()}",'
+    assert expected + f'saltedpassword="{salted}"]' == argument
+    assert "pw-123" not in argument

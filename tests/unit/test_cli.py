@@ -218,15 +218,19 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("command", [["topics", "create"], ["hold", "on", "--reason", "test"]])
-def test_an_unreachable_cluster_exits_3_with_one_line(
+def test_an_unreachable_cluster_exits_5_with_one_line_naming_the_cause(
     command: list[str], clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Nothing listening at the bootstrap address: exit 3 and one `fatal:` line on stderr, no traceback."""
-    clean_env.setenv("MODERATION_BOOTSTRAP_SERVERS", f"127.0.0.1:{_closed_port()}")
+    """Nothing listening at the bootstrap address and no start-up wait: exit 5 and one line on stderr that
+    names the broker and the cause, no traceback."""
+    port = _closed_port()
+    clean_env.setenv("MODERATION_BOOTSTRAP_SERVERS", f"127.0.0.1:{port}")
+    clean_env.setenv("MODERATION_KAFKA_STARTUP_TIMEOUT_S", "0")
     code, out, err = _run(command, capsys)
     lines = [line for line in err.splitlines() if line.startswith("moderation-worker")]
-    assert (3, "", 1) == (code, out, len(lines))
-    assert lines[0].startswith("moderation-worker: fatal: KafkaConnectionError: Unable to bootstrap from")
+    assert (5, "", 1) == (code, out, len(lines))
+    expected = f"moderation-worker: cannot use Kafka: Kafka broker 127.0.0.1:{port}: connection refused"
+    assert lines[0].startswith(expected)
     assert "Traceback" not in err
 
 

@@ -204,3 +204,91 @@ def test_configuration_doc_gives_every_default_the_code_has() -> None:
         if not (rows.get(doc.variable) or "?").startswith(f"`{doc.default}`" if doc.default else "-")
     }
     assert {} == wrong
+
+
+SCRAM = {
+    "MODERATION_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "MODERATION_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "MODERATION_KAFKA_SASL_USERNAME": "worker",
+    "MODERATION_KAFKA_SASL_PASSWORD": "s3cret-pw",
+}
+
+
+def test_kafka_security_defaults_to_plaintext_with_zstd_and_a_minute_of_waiting() -> None:
+    """Without MODERATION_KAFKA_* variables: PLAINTEXT, no SASL, no TLS files, zstd output, 60 s start-up."""
+    settings = Settings.from_env({}, need_analyzer=False)
+    security = settings.kafka_security()
+    assert ("PLAINTEXT", None, None, "zstd", 60.0) == (
+        security.security_protocol,
+        security.sasl_mechanism,
+        security.ssl_ca_file,
+        settings.kafka_compression_type,
+        settings.kafka_startup_timeout_s,
+    )
+
+
+def test_kafka_variables_build_the_kafka_security_description(tmp_path: Path) -> None:
+    """Each MODERATION_KAFKA_* variable lands in its KafkaSecurity field; an empty one means unset."""
+    env = SCRAM | {
+        "MODERATION_KAFKA_SSL_CA_FILE": str(tmp_path / "ca.pem"),
+        "MODERATION_KAFKA_SSL_CHECK_HOSTNAME": "false",
+        "MODERATION_KAFKA_SSL_KEY_PASSWORD": "",
+        "MODERATION_KAFKA_SASL_OAUTH_SCOPE": " ",
+    }
+    security = Settings.from_env(env, need_analyzer=False).kafka_security()
+    assert ("SASL_SSL", "SCRAM-SHA-512", "worker", "s3cret-pw", tmp_path / "ca.pem", False, None, None) == (
+        security.security_protocol,
+        security.sasl_mechanism,
+        security.sasl_username,
+        security.sasl_password.get_secret_value() if security.sasl_password else None,
+        security.ssl_ca_file,
+        security.ssl_check_hostname,
+        security.ssl_key_password,
+        security.sasl_oauth_scope,
+    )
+
+
+def test_inconsistent_kafka_security_is_a_configuration_error_with_the_other_problems() -> None:
+    """SASL_SSL without a mechanism is reported by from_env, together with an unrelated bad variable."""
+    message = _error(
+        {"MODERATION_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "MODERATION_MAX_IN_FLIGHT": "0"},
+        need_analyzer=False,
+    )
+    expected = [
+        "MODERATION_MAX_IN_FLIGHT: must be at least 1, got '0'",
+        "Kafka security settings are inconsistent: MODERATION_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs"
+        " MODERATION_KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)",
+    ]
+    assert expected == message.removeprefix("invalid configuration: ").split("; ")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        (
+            "MODERATION_KAFKA_SECURITY_PROTOCOL",
+            "TLS",
+            "must be one of 'PLAINTEXT', 'SSL', 'SASL_PLAINTEXT' or",
+        ),
+        ("MODERATION_KAFKA_SASL_MECHANISM", "GSSAPI", "must be one of 'PLAIN', 'SCRAM-SHA-256'"),
+        ("MODERATION_KAFKA_COMPRESSION_TYPE", "brotli", "must be one of 'none', 'gzip', 'snappy', 'lz4' or"),
+        ("MODERATION_KAFKA_SSL_CHECK_HOSTNAME", "maybe", "must be true or false, got 'maybe'"),
+        ("MODERATION_KAFKA_STARTUP_TIMEOUT_S", "-1", "must be at least 0.0"),
+    ],
+)
+def test_each_kafka_rule_names_the_variable_and_the_reason(name: str, value: str, reason: str) -> None:
+    """A bad MODERATION_KAFKA_* value is named with its reason."""
+    assert f"{name}: {reason}" in _error({name: value}, need_analyzer=False)
+
+
+def test_the_kafka_passwords_are_masked_in_the_printed_configuration_and_errors() -> None:
+    """``as_environment`` shows the SASL password as ***; an error around it never shows its value."""
+    settings = Settings.from_env(SCRAM, need_analyzer=False)
+    around = _error(SCRAM | {"MODERATION_KAFKA_SSL_KEY_PASSWORD": "key-pw"}, need_analyzer=False)
+    assert ("***", "SCRAM-SHA-512", "true") == (
+        settings.as_environment()["MODERATION_KAFKA_SASL_PASSWORD"],
+        settings.as_environment()["MODERATION_KAFKA_SASL_MECHANISM"],
+        settings.as_environment()["MODERATION_KAFKA_SSL_CHECK_HOSTNAME"],
+    )
+    assert ("s3cret-pw" in repr(settings), "s3cret-pw" in around, "key-pw" in around) == (False, False, False)
+    assert "MODERATION_KAFKA_SSL_KEY_PASSWORD is set but there is no MODERATION_KAFKA_SSL_KEY_FILE" in around

@@ -1,8 +1,10 @@
 """Embedded single-node Apache Kafka (KRaft) for development and tests, run from jars from Maven Central.
 
 ``EmbeddedKafka`` is an async context manager that can be stopped (SIGTERM), killed (SIGKILL) and restarted on
-the same data folder and ports; ``run_broker`` is what ``moderation-worker dev broker`` runs. What the broker
-is configured with (ports, ``server.properties``, JVM line) is ``worker.dev.broker_config``.
+the same data folder and ports; ``secure=True`` adds a SASL_SSL (SCRAM-SHA-512) and a mutual-TLS listener
+(``worker.dev.broker_security`` makes their files and user). What the broker is configured with (ports,
+``server.properties``, JVM line) is ``worker.dev.broker_config``; ``moderation-worker dev broker`` runs
+``worker.dev.broker_command``.
 
 Errors::
 
@@ -21,8 +23,7 @@ import os
 import shutil
 import signal
 import socket
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -34,13 +35,22 @@ from worker.dev.broker_config import (
     DEFAULT_KAFKA_VERSION,
     HOST,
     BrokerPorts,
+    BrokerTls,
     java_command,
     new_cluster_id,
     plan_ports,
     render_log4j2_config,
     render_server_properties,
 )
+from worker.dev.broker_security import (
+    CREDENTIALS_FILE,
+    SecureBrokerFiles,
+    client_environments,
+    prepare_secure_files,
+    scram_credential,
+)
 from worker.dev.maven import JarResolutionError, resolve_kafka_jars
+from worker.dev.tlsfiles import TlsUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +146,11 @@ class EmbeddedKafka:
     Port 0 means "pick a free one"; chosen ports are kept across ``restart()``. Storage is formatted only
     when ``data_dir`` is new, so a restart keeps every record the broker acknowledged. The broker logs to
     ``data_dir/broker.log`` and the JVM's own output goes to ``data_dir/broker.out``.
+
+    ``secure=True`` also listens with SASL_SSL (SCRAM-SHA-512, ``sasl_ssl_bootstrap``) and with mutual TLS
+    (``mtls_bootstrap``) on free ports, with a CA and certificates made at the first ``start()`` into
+    ``data_dir/secure`` (kept across ``restart()``) and a SCRAM user added when the storage is formatted;
+    ``client_environments()`` gives the worker's settings for each. ``bootstrap_servers`` stays PLAINTEXT.
     """
 
     def __init__(
@@ -151,6 +166,7 @@ class EmbeddedKafka:
         heap_max_mb: int = 512,
         start_timeout_s: float = 90.0,
         stop_timeout_s: float = 30.0,
+        secure: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.version = version
@@ -163,6 +179,8 @@ class EmbeddedKafka:
         self._stop_timeout_s = stop_timeout_s
         self._ports: BrokerPorts | None = None
         self._process: asyncio.subprocess.Process | None = None
+        self.secure = secure
+        self._secure_files: SecureBrokerFiles | None = None
 
     @property
     def log_dir(self) -> Path:
@@ -180,6 +198,35 @@ class EmbeddedKafka:
         if self._ports is None:
             raise BrokerError("the broker has no ports yet: call start() first")
         return f"{HOST}:{self._ports.client}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """``"127.0.0.1:PORT"`` of the SASL_SSL listener; a secure broker's, once started."""
+        return self._secure_address("sasl_ssl")
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        """``"127.0.0.1:PORT"`` of the mutual-TLS listener; a secure broker's, once started."""
+        return self._secure_address("mtls")
+
+    @property
+    def secure_files(self) -> SecureBrokerFiles:
+        """The CA, certificates and SCRAM user of a secure broker, once started."""
+        if self._secure_files is None:
+            raise BrokerError("no secure files: the broker is not secure or not started")
+        return self._secure_files
+
+    def client_environments(self) -> dict[str, dict[str, str]]:
+        """``{"sasl_ssl": {MODERATION_*: value}, "mtls": {...}}``: how a worker connects to each listener."""
+        return client_environments(
+            self.secure_files, sasl_ssl=self.sasl_ssl_bootstrap, mtls=self.mtls_bootstrap
+        )
+
+    def _secure_address(self, listener: str) -> str:
+        port = None if self._ports is None else getattr(self._ports, listener)
+        if not self.secure or port is None:
+            raise BrokerError(f"the broker has no {listener} listener: make it secure and start() it")
+        return f"{HOST}:{port}"
 
     @property
     def running(self) -> bool:
@@ -216,12 +263,22 @@ class EmbeddedKafka:
             libs = await resolve_kafka_jars(self.version, self._cache_root, mvn=self._mvn)
         except JarResolutionError as exc:
             raise BrokerUnavailableError(f"cannot get the Apache Kafka {self.version} jars: {exc}") from exc
-        self._ports = self._ports or plan_ports(*self._requested_ports, iter(choose_free_ports(2)))
-        for port in (self._ports.client, self._ports.controller):
+        free_ports = iter(choose_free_ports(4 if self.secure else 2))
+        self._ports = self._ports or plan_ports(*self._requested_ports, free_ports, secure=self.secure)
+        for port in self._ports.all():
             if not port_is_free(port):
                 raise BrokerStartError(
                     f"{HOST}:{port} is already in use (another broker?); choose another port", "(not started)"
                 )
+        if self.secure and self._secure_files is None:
+            formatted = (self.log_dir / "meta.properties").exists()
+            if formatted and not (self.data_dir / "secure" / CREDENTIALS_FILE).is_file():
+                message = f"{self.data_dir} was formatted without the SCRAM user: use a new data folder"
+                raise BrokerStartError(message, "(not started)")
+            try:
+                self._secure_files = await prepare_secure_files(self.data_dir / "secure", HOST)
+            except TlsUnavailableError as exc:
+                raise BrokerUnavailableError(f"cannot make the secure broker's certificates: {exc}") from exc
         self._write_configuration()
         await self._format_storage_if_new(libs)
         await self._launch(libs)
@@ -259,8 +316,10 @@ class EmbeddedKafka:
     def _write_configuration(self) -> None:
         assert self._ports is not None  # start() chose them
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        files = self._secure_files
+        tls = None if files is None else BrokerTls(files.keystore_file, files.authority.cert_file)
         (self.data_dir / "server.properties").write_text(
-            render_server_properties(self._ports, self.log_dir), encoding="utf-8"
+            render_server_properties(self._ports, self.log_dir, tls), encoding="utf-8"
         )
         (self.data_dir / "log4j2.xml").write_text(render_log4j2_config(self.log_file), encoding="utf-8")
 
@@ -277,8 +336,12 @@ class EmbeddedKafka:
         if (self.log_dir / "meta.properties").exists():
             return
         properties = str(self.data_dir / "server.properties")
+        users = [] if self._secure_files is None else [self._secure_files.user]
+        scram = [
+            part for user in users for part in ("--add-scram", scram_credential(user, salt=os.urandom(16)))
+        ]
         command = self._command(
-            libs, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", properties
+            libs, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", properties, *scram
         )
         process = await asyncio.create_subprocess_exec(
             *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -335,55 +398,3 @@ class EmbeddedKafka:
         return f"{tail_lines(self.log_file)}\n--- {self.data_dir / 'broker.out'} ---\n" + tail_lines(
             self.data_dir / "broker.out", count=20
         )
-
-
-async def serve(broker: EmbeddedKafka, announce: Callable[[str], None]) -> None:
-    """Run ``broker`` until SIGTERM or SIGINT, calling ``announce`` with the ready line; stop it cleanly.
-
-    A stop request during start-up (jar resolution can take a minute) cancels the start at once.
-    """
-    loop = asyncio.get_running_loop()
-    stop_requested = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop_requested.set)
-    starting = asyncio.ensure_future(broker.start())
-    stopping = asyncio.ensure_future(stop_requested.wait())
-    try:
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():
-            starting.cancel()  # start() kills whatever it launched when cancelled
-        with contextlib.suppress(asyncio.CancelledError):
-            await starting  # re-raises a start failure
-        if not stop_requested.is_set():
-            announce(f"broker ready bootstrap={broker.bootstrap_servers}")
-        await stopping
-    finally:
-        stopping.cancel()
-        await broker.stop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-
-
-def run_broker(data_dir: Path, *, port: int, version: str, environ: Mapping[str, str]) -> int:
-    """Run a broker on ``data_dir`` until SIGTERM or Ctrl-C, printing its ready line on stdout.
-
-    Returns 0 after a clean stop, 1 when it cannot start or stop (the reason in one line on stderr).
-    ``environ`` supplies ``MODERATION_CACHE_DIR``, where the Kafka jars are kept.
-    """
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("worker").setLevel(logging.INFO)
-    broker = EmbeddedKafka(
-        data_dir=data_dir, port=port, version=version, cache_dir=default_cache_root(environ)
-    )
-
-    def announce(line: str) -> None:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-
-    try:
-        asyncio.run(serve(broker, announce))
-    except BrokerError as exc:
-        sys.stderr.write(f"moderation-worker dev broker: {exc}\n")
-        return 1
-    sys.stderr.write(f"broker stopped; data kept in {broker.data_dir}, log in {broker.log_file}\n")
-    return 0

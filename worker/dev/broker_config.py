@@ -25,42 +25,100 @@ JVM_OPTIONS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headle
 
 @dataclass(frozen=True)
 class BrokerPorts:
-    """The two loopback ports of a broker: ``client`` for clients, ``controller`` for the KRaft quorum."""
+    """The loopback ports of a broker: ``client`` (PLAINTEXT), ``controller`` (the KRaft quorum) and, for a
+    secure broker, ``sasl_ssl`` (SCRAM-SHA-512 over TLS) and ``mtls`` (TLS with client certificates)."""
 
     client: int
     controller: int
+    sasl_ssl: int | None = None
+    mtls: int | None = None
+
+    def all(self) -> list[int]:
+        """Every port the broker listens on."""
+        return [port for port in (self.client, self.controller, self.sasl_ssl, self.mtls) if port is not None]
 
 
-def plan_ports(client: int, controller: int, free_ports: Iterator[int]) -> BrokerPorts:
-    """Replace each requested port that is 0 with the next of ``free_ports``; the two must differ."""
+@dataclass(frozen=True)
+class BrokerTls:
+    """The PEM files of a secure broker's listeners: its key store (key, then certificate) and the CA."""
+
+    keystore_file: Path
+    ca_file: Path
+
+
+def plan_ports(
+    client: int, controller: int, free_ports: Iterator[int], *, secure: bool = False
+) -> BrokerPorts:
+    """Replace each requested port that is 0 with the next of ``free_ports``; all must differ.
+
+    ``secure`` adds the SASL_SSL and mutual-TLS ports, always taken from ``free_ports``.
+    """
     ports = BrokerPorts(client or next(free_ports), controller or next(free_ports))
-    if ports.client == ports.controller:
-        raise ValueError(f"client and controller ports must differ, both are {ports.client}")
+    if secure:
+        ports = BrokerPorts(ports.client, ports.controller, next(free_ports), next(free_ports))
+    if len(set(ports.all())) != len(ports.all()):
+        raise ValueError(f"the broker's ports must differ, got {ports.all()}")
     return ports
 
 
-def listener_properties(ports: BrokerPorts) -> dict[str, str]:
-    """The listeners: clients on ``ports.client``, the KRaft quorum on ``ports.controller``, both PLAINTEXT.
+def listener_properties(ports: BrokerPorts, tls: BrokerTls | None = None) -> dict[str, str]:
+    """The listeners: PLAINTEXT clients on ``ports.client``, the KRaft quorum on ``ports.controller``.
 
-    A client security mode (SASL, TLS) changes these entries and nothing else of ``server.properties``.
+    With ``tls`` (and both secure ports planned) two more client listeners: ``SASL_SSL`` on
+    ``ports.sasl_ssl`` (SCRAM-SHA-512 only; the users are added when the storage is formatted) and ``MTLS``
+    on ``ports.mtls`` (protocol SSL, a client certificate issued by the CA required). The controller and
+    inter-broker traffic stay PLAINTEXT on the loopback.
     """
-    return {
-        "listeners": f"PLAINTEXT://{HOST}:{ports.client},CONTROLLER://{HOST}:{ports.controller}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{ports.client}",
+    listeners = {"PLAINTEXT": ("PLAINTEXT", ports.client)}
+    if tls is not None:
+        if ports.sasl_ssl is None or ports.mtls is None:
+            raise ValueError("a secure broker needs its sasl_ssl and mtls ports planned")
+        listeners |= {"SASL_SSL": ("SASL_SSL", ports.sasl_ssl), "MTLS": ("SSL", ports.mtls)}
+    advertised = ",".join(f"{name}://{HOST}:{port}" for name, (_, port) in listeners.items())
+    protocols = ",".join(f"{name}:{protocol}" for name, (protocol, _) in listeners.items())
+    properties = {
+        "listeners": f"{advertised},CONTROLLER://{HOST}:{ports.controller}",
+        "advertised.listeners": advertised,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": f"{protocols},CONTROLLER:PLAINTEXT",
+    }
+    if tls is not None:
+        properties |= _tls_properties(tls)
+    return properties
+
+
+def _tls_properties(tls: BrokerTls) -> dict[str, str]:
+    return {
+        # PEM files straight from worker.dev.tlsfiles: no JKS/PKCS12 conversion, no store password.
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": _escaped(tls.keystore_file),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": _escaped(tls.ca_file),
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        "listener.name.mtls.ssl.client.auth": "required",
     }
 
 
-def render_server_properties(ports: BrokerPorts, log_dir: Path) -> str:
-    """``server.properties`` of a combined broker+controller node that needs no replication."""
+def _escaped(path: Path) -> str:
+    """A path as a ``.properties`` value (backslashes doubled)."""
+    return str(path).replace("\\", "\\\\")
+
+
+def render_server_properties(ports: BrokerPorts, log_dir: Path, tls: BrokerTls | None = None) -> str:
+    """``server.properties`` of a combined broker+controller node that needs no replication.
+
+    ``tls`` makes it a secure broker (``listener_properties``).
+    """
     properties = {
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
         "controller.quorum.voters": f"{NODE_ID}@{HOST}:{ports.controller}",
-        **listener_properties(ports),
-        "log.dirs": str(log_dir).replace("\\", "\\\\"),
+        **listener_properties(ports, tls),
+        "log.dirs": _escaped(log_dir),
         "num.partitions": "1",
         # One node: every internal topic must accept a single replica.
         "offsets.topic.replication.factor": "1",

@@ -8,12 +8,26 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from worker.kafka.security import ConnectionOptions
+from worker.kafka.startup import start_explained
 from worker.settings import Settings
 
 
+def compression_codec(settings: Settings) -> str | None:
+    """aiokafka's ``compression_type`` for ``MODERATION_KAFKA_COMPRESSION_TYPE`` (``none`` is None)."""
+    codec = settings.kafka_compression_type
+    return None if codec == "none" else codec
+
+
 @asynccontextmanager
-async def kafka_clients(settings: Settings) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaProducer]]:
-    """A manual-commit consumer and an idempotent ``acks=all`` producer, started and stopped together."""
+async def kafka_clients(
+    settings: Settings, options: ConnectionOptions
+) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaProducer]]:
+    """A manual-commit consumer and an idempotent ``acks=all`` producer, started and stopped together.
+
+    Both connect with ``options`` (``worker.kafka.startup.open_cluster``). A failed start raises the
+    classified ``KafkaConnectionFailed`` (``start_explained``).
+    """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         group_id=settings.group_id,
@@ -22,6 +36,7 @@ async def kafka_clients(settings: Settings) -> AsyncIterator[tuple[AIOKafkaConsu
         auto_offset_reset="earliest",
         max_poll_records=settings.max_in_flight,
         fetch_max_bytes=16 * 1024 * 1024,
+        **options.client_kwargs(),
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
@@ -32,13 +47,15 @@ async def kafka_clients(settings: Settings) -> AsyncIterator[tuple[AIOKafkaConsu
         # one full again: at the 16 KiB default, a few hundred results in flight were woken ~7 times each
         # (docs/benchmarks.md). 512 KiB stays well under the broker's 1 MiB message limit.
         max_batch_size=512 * 1024,
-        compression_type=None,
+        compression_type=compression_codec(settings),
+        **options.client_kwargs(),
     )
+    security = settings.kafka_security()
     # Both are stopped however start-up ends: stop() closes what the constructor or a failed start() opened.
     try:
         try:
-            await producer.start()
-            await consumer.start()
+            await start_explained(producer.start, settings.bootstrap_servers, security, options)
+            await start_explained(consumer.start, settings.bootstrap_servers, security, options)
             yield consumer, producer
         finally:
             await consumer.stop()

@@ -17,6 +17,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from worker.contracts import Contracts, SchemaName
+from worker.kafka.security import ConnectionOptions
+from worker.kafka.startup import open_cluster, start_explained
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,15 +66,20 @@ async def follow_control(
     state: ControlState,
     contracts: Contracts,
     *,
+    options: ConnectionOptions,
     on_change: Callable[[ControlState], None],
 ) -> None:
-    """Read ``topic`` from the start forever, applying each valid command; skip (and log) invalid ones."""
+    """Read ``topic`` from the start forever, applying each valid command; skip (and log) invalid ones.
+
+    Connects with ``options``, the worker's own (``worker.kafka.startup.open_cluster``).
+    """
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap_servers,
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **options.client_kwargs(),
     )
     await consumer.start()
     try:
@@ -102,13 +109,21 @@ async def follow_control(
 async def publish_hold(
     settings: Settings, *, active: bool, reason: str | None, issued_by: str | None
 ) -> None:
-    """Publish a hold command and wait for the broker's acknowledgement."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", enable_idempotence=True
-    )
-    try:  # stop() also after a failed start(): it closes what start() opened
-        await producer.start()
-        value = hold_command(active=active, reason=reason, issued_by=issued_by, now=datetime.now(UTC))
-        await producer.send_and_wait(settings.control_topic, value, key=HOLD.encode())
-    finally:
-        await producer.stop()
+    """Publish a hold command and wait for the broker's acknowledgement.
+
+    Connects as the worker does (``open_cluster``: waits for the cluster, raises ``KafkaConnectionFailed``).
+    """
+    async with open_cluster(settings) as options:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            **options.client_kwargs(),
+        )
+        try:  # stop() also after a failed start(): it closes what start() opened
+            security = settings.kafka_security()
+            await start_explained(producer.start, settings.bootstrap_servers, security, options)
+            value = hold_command(active=active, reason=reason, issued_by=issued_by, now=datetime.now(UTC))
+            await producer.send_and_wait(settings.control_topic, value, key=HOLD.encode())
+        finally:
+            await producer.stop()

@@ -26,7 +26,6 @@ from typing import Protocol, TypedDict
 from aiokafka.abc import AbstractTokenProvider
 
 from worker.errors import ConfigurationError
-from worker.kafka.oauth import open_entra_token_provider
 
 SETTING_PREFIX = "MODERATION_KAFKA_"
 
@@ -313,6 +312,9 @@ async def open_connection_options(
     Raises ``ConfigurationError`` when the ``entra`` extra is not installed or no scope can be derived.
     """
     if security.security_protocol.uses_sasl and security.sasl_mechanism is SaslMechanism.OAUTHBEARER:
+        # Imported here: it loads azure-core, which the settings (and `dev broker`) must not pay for.
+        from worker.kafka.oauth import open_entra_token_provider  # noqa: PLC0415
+
         async with open_entra_token_provider(bootstrap_servers, scope=security.sasl_oauth_scope) as provider:
             yield connection_options(security, token_provider=provider)
     else:

@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from worker.errors import ConfigurationError
+from worker.kafka.startup import open_cluster, start_explained
 from worker.settings import Settings
 
 _NO_ERROR: Final = 0
@@ -39,22 +40,29 @@ async def create_topics(settings: Settings) -> dict[str, str]:
     answer decides (``creation_outcomes``), because the list can miss a topic that exists: a broker's metadata
     lags what its controller has committed, and another replica may be creating the same topics right now.
     Raises ``ConfigurationError`` when the broker refuses a topic for any other reason.
+    Connects as the worker does (``open_cluster``: waits for the cluster, raises ``KafkaConnectionFailed``).
     """
     specs = topic_specs(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="moderation-topics")
-    await admin.start()
-    try:
-        listed = set(await admin.list_topics())
-        missing = [spec for spec in specs if spec.name not in listed]
-        answers: dict[str, tuple[int, str | None]] = {}
-        if missing:
-            response = await admin.create_topics(missing)
-            # entries are (topic, error_code, error_message); version 0 of the response has no message
-            answers = {
-                entry[0]: (entry[1], entry[2] if len(entry) > 2 else None) for entry in response.topic_errors
-            }
-    finally:
-        await admin.close()
+    async with open_cluster(settings) as options:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers,
+            client_id="moderation-topics",
+            **options.client_kwargs(),
+        )
+        try:
+            await start_explained(admin.start, settings.bootstrap_servers, settings.kafka_security(), options)
+            listed = set(await admin.list_topics())
+            missing = [spec for spec in specs if spec.name not in listed]
+            answers: dict[str, tuple[int, str | None]] = {}
+            if missing:
+                response = await admin.create_topics(missing)
+                # entries are (topic, error_code, error_message); version 0 of the response has no message
+                answers = {
+                    entry[0]: (entry[1], entry[2] if len(entry) > 2 else None)
+                    for entry in response.topic_errors
+                }
+        finally:
+            await admin.close()
     return creation_outcomes([spec.name for spec in specs], listed, answers)
 
 
