@@ -2,11 +2,11 @@
 
 ``AIOKafkaProducer.send`` costs a coroutine, a partition lookup that copies the topic's partition sets, and a
 future per record whose resolution wakes the record's task: the largest single cost of the worker at
-thousands of records a second (docs/benchmarks.md). The outbox queues records, picks each one's partition as
-the producer's default partitioner does (murmur2 of the key, so a key keeps its partition), appends them to a
-closed batch per partition and hands that batch to the producer: one future per batch, whose callback reports
-every record in it. Records queue while the previous batch of their partition is being sent, which is where
-they gather into the next batch, so no linger is needed.
+thousands of records a second (docs/benchmarks.md). The outbox queues records, picks each one's partition with
+the producer's own default partitioner (aiokafka's ``DefaultPartitioner``: murmur2 of the key, so a key keeps
+its partition), appends them to a closed batch per partition and hands that batch to the producer: one future
+per batch, whose callback reports every record in it. Records queue while the previous batch of their
+partition is being sent, which is where they gather into the next batch, so no linger is needed.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
-from random import choice
+from collections.abc import Callable, Collection, Sequence
+from typing import Protocol
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 
 log = logging.getLogger(__name__)
@@ -36,11 +35,44 @@ _Batch = tuple[str, int, list[_Entry]]
 """Topic, partition, and the records for it not yet handed to the producer."""
 
 
+class BatchBuilder(Protocol):
+    """A batch being filled (aiokafka's ``BatchBuilder``)."""
+
+    def append(
+        self, *, timestamp: int | None, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> object | None:
+        """Add one record; ``None`` when the batch is full (a new batch always takes its first record)."""
+
+    def close(self) -> None:
+        """Take no more records: the producer sends the batch as it is, without waiting out ``linger_ms``."""
+
+
+class Producer(Protocol):
+    """The producer calls the outbox makes (``AIOKafkaProducer`` has them all)."""
+
+    async def partitions_for(self, topic: str) -> Collection[int]:
+        """Every partition of ``topic`` (waits for its metadata; KafkaTimeoutError if it never comes)."""
+
+    def create_batch(self) -> BatchBuilder: ...
+
+    async def send_batch(
+        self, batch: BatchBuilder, topic: str, *, partition: int
+    ) -> asyncio.Future[RecordMetadata]:
+        """Queue ``batch`` for ``partition``; the future resolves once the broker acknowledged it."""
+
+
+Partitioner = Callable[[bytes | None, list[int], list[int]], int]
+"""``(key, all_partitions, available_partitions) -> partition``: how aiokafka calls a partitioner."""
+
+
 class Outbox:
     """Queue records for their topics; ``acknowledged`` says when each is durable (producer ``acks``)."""
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, producer: Producer, *, partitioner: Partitioner | None = None) -> None:
+        """``partitioner``: where a record goes by its key; by default aiokafka's own ``DefaultPartitioner``,
+        so a key lands where ``AIOKafkaProducer.send`` would put it."""
         self._producer = producer
+        self._partitioner: Partitioner = DefaultPartitioner() if partitioner is None else partitioner
         self._queued: dict[str, list[_Entry]] = {}
         self._flusher: asyncio.Task[None] | None = None
 
@@ -103,7 +135,7 @@ class Outbox:
             _report(entries, error)
 
     async def _partition_queued(self) -> list[_Batch]:
-        """Take the queued records, grouped by the partition the default partitioner gives their key."""
+        """Take the queued records, grouped by the partition the partitioner gives their key."""
         partitions: dict[str, list[int]] = {}
         for topic in list(self._queued):
             try:
@@ -111,9 +143,11 @@ class Outbox:
             except KafkaError as exc:  # e.g. the topic does not exist (KafkaTimeoutError after the wait)
                 _fail(self._queued.pop(topic, []), exc)
         groups: dict[tuple[str, int], list[_Entry]] = {}
+        partitioner = self._partitioner
         for topic, known in partitions.items():  # topics first queued while metadata was awaited wait a round
             for entry in self._queued[topic]:
-                groups.setdefault((topic, _partition_for(entry[0], known)), []).append(entry)
+                # Every partition counts as available: the producer waits for a leader itself.
+                groups.setdefault((topic, partitioner(entry[0], known, known)), []).append(entry)
         for topic in partitions:
             del self._queued[topic]
         return [(topic, partition, entries) for (topic, partition), entries in groups.items()]
@@ -138,15 +172,6 @@ class Outbox:
         else:
             future.add_done_callback(lambda done: _batch_done(sent, done))
         return rest
-
-
-def _partition_for(key: bytes | None, partitions: list[int]) -> int:
-    """What aiokafka's ``DefaultPartitioner`` picks: murmur2 of the key as the Java client hashes it over
-    the sorted partitions; a keyless record goes to any partition."""
-    if key is None:
-        return choice(partitions)  # noqa: S311 - spreading load, not cryptography
-    hashed: int = murmur2(key)  # aiokafka's murmur2 is untyped
-    return partitions[(hashed & 0x7FFFFFFF) % len(partitions)]
 
 
 def _batch_done(entries: list[_Entry], done: asyncio.Future[RecordMetadata]) -> None:
