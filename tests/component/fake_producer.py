@@ -1,5 +1,10 @@
 """An in-memory ``worker.kafka.outbox.Producer``: an ``acks=all`` producer whose acknowledgements the test
-gives (``ack``, ``fail``), or that acknowledges at once (``auto_ack``)."""
+gives (``ack``, ``fail``), or that acknowledges at once (``auto_ack``).
+
+As ``AIOKafkaProducer.send``: the partition comes from aiokafka's ``DefaultPartitioner`` over the topic's
+partitions, an unknown topic fails with ``KafkaTimeoutError`` (no metadata), and the returned future
+resolves when the broker acknowledges the record.
+"""
 
 from __future__ import annotations
 
@@ -8,107 +13,85 @@ from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 
 from tests.component.fake_consumer import Changes
-from worker.kafka.outbox import BatchBuilder
 
 RESULTS = "images.approved"
 """The one output topic the fake producer knows."""
 
 
-@dataclass(slots=True)
-class SentBatch:
-    """One batch handed to the producer, and the future the producer resolves when the broker acks it."""
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One record handed to the producer, and the future the producer resolves when the broker acks it."""
 
     topic: str
     partition: int
-    records: list[tuple[bytes | None, bytes]]
+    key: bytes | None
+    value: bytes | None
     future: asyncio.Future[RecordMetadata]
 
 
-class FakeBatch:
-    """aiokafka's ``BatchBuilder``: takes records until ``capacity`` or until closed."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self.records: list[tuple[bytes | None, bytes]] = []
-        self._closed = False
-
-    def append(
-        self, *, timestamp: int | None, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
-    ) -> object | None:
-        assert timestamp is None or isinstance(timestamp, int)
-        assert isinstance(headers, list), "aiokafka's record builder takes a list of headers only"
-        if self._closed or len(self.records) >= self._capacity:
-            return None
-        self.records.append((key, value))
-        return object()
-
-    def close(self) -> None:
-        self._closed = True
-
-
 class FakeProducer:
-    """An ``acks=all`` producer whose acknowledgements the test gives (``ack``/``fail``), or at once."""
+    """Takes records for ``RESULTS`` (``partitions`` partitions); acknowledges them as the test says."""
 
-    def __init__(self, changes: Changes, *, partitions: int = 3, auto_ack: bool = True, capacity: int = 100):
+    def __init__(self, changes: Changes, *, partitions: int = 3, auto_ack: bool = True) -> None:
         self._changes = changes
-        self._partitions = set(range(partitions))
-        self._capacity = capacity
+        self._partitions = list(range(partitions))
+        self._partitioner = DefaultPartitioner()
         self.auto_ack = auto_ack
-        self.batches: list[SentBatch] = []
-        self.acknowledged: list[tuple[str, int, bytes | None, bytes]] = []
-        """Every record the broker acknowledged: topic, partition, key, value."""
+        self.sent: list[Sent] = []
+        """Every record handed over, in that order."""
+        self.acknowledged: list[Sent] = []
 
-    async def partitions_for(self, topic: str) -> set[int]:
-        if topic != RESULTS:
-            raise KafkaTimeoutError(f"no metadata for {topic}")
-        return set(self._partitions)
-
-    def create_batch(self) -> FakeBatch:
-        return FakeBatch(self._capacity)
-
-    async def send_batch(
-        self, batch: BatchBuilder, topic: str, *, partition: int
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[RecordMetadata]:
-        assert isinstance(batch, FakeBatch), "a batch from create_batch"
-        assert partition in self._partitions
-        sent = SentBatch(topic, partition, list(batch.records), asyncio.get_running_loop().create_future())
-        self.batches.append(sent)
+        assert value is not None or key is not None, "Need at least one: key or value"
+        assert headers is None or isinstance(headers, list), "the record builder takes a list of headers"
+        if topic != RESULTS:
+            raise KafkaTimeoutError(f"no metadata for {topic} within request_timeout_ms")
+        partition: int = self._partitioner(key, self._partitions, self._partitions)
+        sent = Sent(topic, partition, key, value, asyncio.get_running_loop().create_future())
+        self.sent.append(sent)
         if self.auto_ack:
             self.ack(sent)
         self._changes.notify()
         return sent.future
 
-    def pending(self) -> list[SentBatch]:
-        """Batches sent and not acknowledged (nor failed) yet."""
-        return [sent for sent in self.batches if not sent.future.done()]
+    def pending(self) -> list[Sent]:
+        """Records handed over and neither acknowledged nor failed yet."""
+        return [sent for sent in self.sent if not sent.future.done()]
 
-    def sent_values(self) -> list[bytes]:
+    def sent_values(self) -> list[bytes | None]:
         """Values of every record handed over, acknowledged or not."""
-        return [value for sent in self.batches for _, value in sent.records]
+        return [sent.value for sent in self.sent]
+
+    def ack(self, sent: Sent) -> None:
+        """The broker acknowledges ``sent``."""
+        offset = sum(1 for done in self.acknowledged if done.partition == sent.partition)
+        tp = TopicPartition(sent.topic, sent.partition)
+        sent.future.set_result(RecordMetadata(sent.topic, sent.partition, tp, offset, None, 0, None))
+        self.acknowledged.append(sent)
+        self._changes.notify()
+
+    def fail(self, sent: Sent, error: KafkaError) -> None:
+        """The producer gives up on ``sent`` (after its own retries)."""
+        sent.future.set_exception(error)
+        self._changes.notify()
 
     def ack_all(self) -> None:
-        """The broker acknowledges everything sent so far."""
+        """The broker acknowledges everything handed over so far."""
         for sent in self.pending():
             self.ack(sent)
 
     def fail_all(self, error: KafkaError) -> None:
-        """The producer gives up on everything sent and not acknowledged so far."""
+        """The producer gives up on everything handed over and not acknowledged so far."""
         for sent in self.pending():
             self.fail(sent, error)
-
-    def ack(self, sent: SentBatch) -> None:
-        base = sum(1 for record in self.acknowledged if record[:2] == (sent.topic, sent.partition))
-        metadata = RecordMetadata(
-            sent.topic, sent.partition, TopicPartition(sent.topic, sent.partition), base, None, 0, None
-        )
-        sent.future.set_result(metadata)
-        self.acknowledged.extend((sent.topic, sent.partition, key, value) for key, value in sent.records)
-        self._changes.notify()
-
-    def fail(self, sent: SentBatch, error: KafkaError) -> None:
-        """The producer gave up on ``sent`` (after its own retries)."""
-        sent.future.set_exception(error)
-        self._changes.notify()

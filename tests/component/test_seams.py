@@ -10,11 +10,10 @@ from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.producer.message_accumulator import BatchBuilder as AiokafkaBatchBuilder
 from aiokafka.structs import ConsumerRecord
 
 from worker.kafka.loop import Consumer
-from worker.kafka.outbox import BatchBuilder, Producer
+from worker.kafka.outbox import Producer
 from worker.records import ConsumedRecord
 
 
@@ -58,7 +57,6 @@ def mismatches(declared: Callable[..., object], real: Callable[..., object]) -> 
 SEAMS = [
     (Consumer, AIOKafkaConsumer),
     (Producer, AIOKafkaProducer),
-    (BatchBuilder, AiokafkaBatchBuilder),
 ]
 
 
