@@ -216,7 +216,7 @@ async def test_stop_drains_in_flight_records_and_commits_only_the_acknowledged_p
 
 
 async def test_a_failed_produce_stops_the_loop_with_nothing_committed_past_it() -> None:
-    """The producer gives up on a batch (after its own retries): the loop stops with ``WorkerStopped``
+    """The producer gives up on three results (after its own retries): the loop stops with ``WorkerStopped``
     carrying that error, and the commit stays before the first lost record."""
     async with running_loop(auto_ack=False) as loop:
         loop.consumer.append(0, *values(3))
