@@ -89,6 +89,7 @@ class FakeConsumer:
         self.polls: list[Poll] = []
         self._commit_holds: list[asyncio.Event] = []
         self._commit_failures: list[KafkaError] = []
+        self._fenced: KafkaError | None = None
         self.commits_started = 0
 
     # -- what the test does --------------------------------------------------------------------------
@@ -136,6 +137,10 @@ class FakeConsumer:
     def fail_next_commit(self, error: KafkaError) -> None:
         """The next commit raises ``error`` and commits nothing."""
         self._commit_failures.append(error)
+
+    def fail_commits(self, error: KafkaError) -> None:
+        """Every commit from now on raises ``error`` (the member was fenced out of its group)."""
+        self._fenced = error
 
     def committed_offset(self, partition: int) -> int | None:
         """The group's committed offset of ``partition`` (None: never committed)."""
@@ -204,6 +209,8 @@ class FakeConsumer:
             await self._commit_holds.pop(0).wait()
         if self._commit_failures:
             raise self._commit_failures.pop(0)
+        if self._fenced is not None:
+            raise self._fenced
         self.group_offsets.update(offsets)
         self.commits.append(dict(offsets))
         self._changes.notify()

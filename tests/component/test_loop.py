@@ -284,5 +284,24 @@ async def test_a_failed_periodic_commit_is_carried_by_the_next_one(caplog: pytes
 
     assert loop.consumer.commits_started - 1 == len(loop.consumer.commits)  # exactly one failed
     assert {tp(0): 4} == loop.consumer.commits[-1]
-    assert ["commit_failed"] == [r.message for r in caplog.records if r.name == "worker.kafka.committer"]
+    assert {"commit_failed"} == {r.message for r in caplog.records if r.name == "worker.kafka.committer"}
     assert {RESULTS} == loop.observer.routed_topics
+
+
+async def test_a_failed_final_commit_is_logged_and_the_loop_still_stops_cleanly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The commit at stop fails (the group rebalanced meanwhile): the stop still returns normally, the
+    failure is logged, and the offsets stay where the group had them, so the next owner reads the rest."""
+    async with running_loop() as loop:
+        gates = loop.handler.hold(0, 2)
+        loop.consumer.append(0, *values(3))
+        await loop.until(lambda: loop.consumer.committed_offset(0) == 2)
+        loop.consumer.fail_commits(CommitFailedError("the group has already rebalanced"))
+        loop.stop.set()
+        gates[2].set()
+        await asyncio.wait_for(loop.task, 30)
+
+    assert 2 == loop.consumer.committed_offset(0)
+    assert [0, 1, 2] == loop.observer.routed_offsets(0)
+    assert {"commit_failed"} == {r.message for r in caplog.records if r.name == "worker.kafka.committer"}

@@ -86,15 +86,19 @@ class Committer:
                 tracker.mark_committed(offset)
             self._observer.committed(offsets, self._clock() - started)
 
-    async def commit_every(self, interval_s: float) -> None:
-        """Commit every ``interval_s`` seconds until cancelled.
+    async def try_commit(self, only: Collection[TopicPartition] | None = None) -> bool:
+        """``commit``, except that a ``KafkaError`` (the group rebalancing, the coordinator moving) is logged
+        as ``commit_failed`` and ``False`` returned: commits are cumulative, so the next one carries the same
+        offsets, and a record whose offset is never committed is only read again (at-least-once)."""
+        try:
+            await self.commit(only)
+        except KafkaError as exc:
+            log.warning("commit_failed", extra={"error_class": type(exc).__name__, "error": str(exc)})
+            return False
+        return True
 
-        A failed commit (the group rebalancing, the coordinator moving) is logged and the next one carries
-        its offsets: commits are cumulative, and a record whose offset is not committed is only read again.
-        """
+    async def commit_every(self, interval_s: float) -> None:
+        """``try_commit`` every ``interval_s`` seconds until cancelled."""
         while True:
             await asyncio.sleep(interval_s)
-            try:
-                await self.commit()
-            except KafkaError as exc:
-                log.warning("commit_failed", extra={"error_class": type(exc).__name__, "error": str(exc)})
+            await self.try_commit()

@@ -135,7 +135,8 @@ class Pipeline(Generic[Work]):
         return self._partitions.assigned
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set or a fatal error happens; then drain, commit and return (or raise)."""
+        """Work until ``stop`` is set or a fatal error happens; then drain, commit and return (or raise
+        ``WorkerStopped``). A failed final commit is logged: the next owner reads those records again."""
         committer = asyncio.create_task(self._committer.commit_every(self._commit_interval_s), name="commit")
         stop_watcher = asyncio.create_task(self._wake_on(stop), name="stop-watcher")
         try:
@@ -147,7 +148,7 @@ class Pipeline(Generic[Work]):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await self._committer.commit()
+            await self._committer.try_commit()
         if self._fatal is not None:
             raise WorkerStopped(self._fatal)
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
 
 from worker.kafka.committer import Committer
 from worker.kafka.offsets import OffsetTracker
@@ -201,10 +200,7 @@ class Partitions:
                 _, pending = await asyncio.wait(waits, timeout=self._drain_timeout_s)
                 for waiter in pending:
                     waiter.cancel()
-            # The new owner starts from the group's offset either way; a failed commit only means it reads
-            # these records again.
-            with contextlib.suppress(KafkaError):
-                await self._committer.commit(only=revoked)
+            await self._committer.try_commit(only=revoked)
         for tp in revoked:
             self._states.pop(tp, None)
             self._paused.discard(tp)
