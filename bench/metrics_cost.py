@@ -6,10 +6,11 @@ Two measurements, both in-process, with no Kafka and no HTTP so the difference i
 - **observer calls**: exactly the observer calls the pipeline, the guarded analyzer and the moderator make
   for one analyzed message (call with its limiter wait, decided, routed; plus the per-fetch consumed,
   in-flight, partition and lag calls and the per-commit call, amortised over ``BATCH`` messages).
-- **message path**: the same calls around the real ``Moderator.handle`` (contract decoding and validation,
-  policy, result encoding) behind the real ``GuardedAnalyzer`` (breaker, quota limiter) over an instant
-  analyzer. Its ``on / off`` ratio is an upper bound of the relative cost: a deployed worker also spends
-  time in Kafka and in the analyzer's HTTP client, which this leaves out.
+- **message path**: the same calls around the real ``Moderator`` (``prepare`` then ``complete``, as the
+  Kafka loop calls them: contract decoding and validation, policy, result encoding) behind the real
+  ``GuardedAnalyzer`` (breaker, quota limiter) over an instant analyzer. Its ``on / off`` ratio is an upper
+  bound of the relative cost: a deployed worker also spends time in Kafka and in the analyzer's HTTP client,
+  which this leaves out.
 
 Variants run interleaved, best of ``REPEATS``. Also measured: rendering ``/metrics`` once (one scrape).
 The message-path difference exceeds the tight-loop cost of the calls (colder caches between them), so the
@@ -184,7 +185,7 @@ def observer_calls_ns(observers: _Observers, count: int) -> float:
         Verdict(Decision.NEEDS_REVIEW, ()),
     ]
     routed = [
-        Routed(TOPIC, b"k", b"v", [], label=str(v.decision), detail=Outcome(str(v.decision), time.time()))
+        Routed(TOPIC, b"k", b"v", [], label=str(v.decision), outcome=Outcome(str(v.decision), time.time()))
         for v in verdicts
     ]
     record = _Record(TOPIC, 0, 0, 0, b"k", b"v")
@@ -200,7 +201,7 @@ def observer_calls_ns(observers: _Observers, count: int) -> float:
 
 
 async def message_path_ns(observers: _Observers, records: Sequence[_Record], policy: Policy) -> float:
-    """Nanoseconds per message through observers + ``Moderator.handle`` + ``GuardedAnalyzer``."""
+    """Nanoseconds per message through observers + ``Moderator`` (prepare, complete) + ``GuardedAnalyzer``."""
     contracts = Contracts.load()
     limiter = QuotaLimiter(1e9)
     limiter.set_share(1, 1)
@@ -217,7 +218,8 @@ async def message_path_ns(observers: _Observers, records: Sequence[_Record], pol
     control, pipeline = _NoStall(), observers.pipeline
     started = time.perf_counter_ns()
     for index, record in enumerate(records):
-        routed = await moderator.handle(record, control)
+        work = moderator.prepare(record)
+        routed = work if isinstance(work, Routed) else await moderator.complete(record, work, control)
         pipeline.routed(routed, record, 0.02)
         _per_batch(observers, index)
     return (time.perf_counter_ns() - started) / len(records)

@@ -1,4 +1,4 @@
-"""One record's journey: decode, guard, analyze, decide, encode - the ``RecordHandler`` of the pipeline.
+"""One record's journey: decode, guard, analyze, decide, encode - the ``RecordHandler`` of the Kafka loop.
 
 Decisions come from the pure policy; this module only sequences the steps and shapes the output record.
 Bad input becomes a dead letter, an image the service refuses is decided by the policy's ``on_image_error``;
@@ -10,14 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from worker import __version__
 from worker.contracts import Contracts, Guard, InvalidSubmission, Submission
 from worker.domain import Analysis, Decision, Tag, Verdict
 from worker.errors import ImageAnalysisRejected
 from worker.policy import Policy, decide, decide_image_error
-from worker.records import Outcome, Routed, SourceCoordinates, Stall, encode_dead_letter, encode_result
+from worker.records import (
+    ConsumedRecord,
+    Outcome,
+    Routed,
+    SourceCoordinates,
+    Stall,
+    encode_dead_letter,
+    encode_result,
+)
 
 DEAD_LETTER_LABEL = "dead_letter"
 # Header values that are the same on every record, encoded once.
@@ -47,10 +55,11 @@ class RouteTopics:
         raise ValueError(f"no route for decision {decision!r}")
 
 
-class ImageAnalyzer(Protocol):
-    """The guarded analyzer: retries transient errors itself, raises image and fatal errors."""
+class GuardedAnalysis(Protocol):
+    """The guarded analyzer call (``worker.analysis.guarded.GuardedAnalyzer``): retries transient errors
+    itself, tells ``stall`` when its retry budget is spent, raises image and fatal errors."""
 
-    async def analyze(self, image_url: str, stall: Stall) -> Analysis: ...
+    async def analyze_guarded(self, image_url: str, stall: Stall) -> Analysis: ...
 
 
 class DecisionObserver(Protocol):
@@ -60,12 +69,12 @@ class DecisionObserver(Protocol):
 
 
 class Moderator:
-    """Implements ``worker.kafka.loop.RecordHandler`` for ``image-submitted.v1`` records."""
+    """Implements ``worker.kafka.loop.RecordHandler[Submission]`` for ``image-submitted.v1`` records."""
 
     def __init__(
         self,
         contracts: Contracts,
-        analyzer: ImageAnalyzer,
+        analyzer: GuardedAnalysis,
         observer: DecisionObserver,
         *,
         topics: RouteTopics,
@@ -85,26 +94,21 @@ class Moderator:
         # (decision, policy version, model version) -> result headers: a handful of combinations in practice.
         self._headers: dict[tuple[Decision, str, str | None], Sequence[tuple[str, bytes]]] = {}
 
-    async def handle(self, record: Any, control: Stall) -> Routed:
-        """``prepare`` then ``complete`` in one call (tests, benchmarks); raises only FatalAnalyzerError."""
-        work = self.prepare(record)
-        return work if isinstance(work, Routed) else await self.complete(record, work, control)
-
-    def prepare(self, record: Any) -> Routed | Submission:
+    def prepare(self, record: ConsumedRecord) -> Routed | Submission:
         """Decode ``record``: its dead letter if it is refused, else the submission to analyze."""
         try:
             return self._contracts.decode_submission(record.value, self._guard)
         except InvalidSubmission as exc:
             return self._dead_letter(record, exc)
 
-    async def complete(self, record: Any, work: Submission, control: Stall) -> Routed:
+    async def complete(self, record: ConsumedRecord, work: Submission, control: Stall) -> Routed:
         """Analyze, decide and encode ``work`` (from ``prepare``); raises only FatalAnalyzerError."""
         submission = work
         source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)
         policy = self._policy()
         analysis: Analysis | None
         try:
-            analysis = await self._analyzer.analyze(submission.image_url, control)
+            analysis = await self._analyzer.analyze_guarded(submission.image_url, control)
         except ImageAnalysisRejected as exc:
             analysis, verdict = None, decide_image_error(policy, exc.code)
         else:
@@ -141,7 +145,7 @@ class Moderator:
             value=value,
             headers=self._result_headers(verdict.decision, policy.version, model_version),
             label=verdict.decision,
-            detail=Outcome(
+            outcome=Outcome(
                 verdict.decision,
                 None if submission.submitted_at is None else submission.submitted_at.timestamp(),
             ),
@@ -164,7 +168,7 @@ class Moderator:
             )
         return headers
 
-    def _dead_letter(self, record: Any, error: InvalidSubmission) -> Routed:
+    def _dead_letter(self, record: ConsumedRecord, error: InvalidSubmission) -> Routed:
         source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)
         value = encode_dead_letter(
             error=error,
@@ -186,5 +190,5 @@ class Moderator:
             value=value,
             headers=headers,
             label=DEAD_LETTER_LABEL,
-            detail=Outcome(str(error.reason), None),
+            outcome=Outcome(str(error.reason), None),
         )

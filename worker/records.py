@@ -1,7 +1,8 @@
 """What the worker writes: result and dead-letter documents, and the output record handed to Kafka.
 
 ``encode_result`` and ``encode_dead_letter`` serialise the ``moderation-result.v1`` and ``dead-letter.v1``
-contracts; ``Routed`` carries one encoded record to the Kafka loop. Pure: no Kafka, HTTP or Azure imports.
+contracts; ``ConsumedRecord`` is what the Kafka loop hands in, ``Routed`` carries one encoded record back to
+it. Pure: no Kafka, HTTP or Azure imports.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import base64
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 import orjson
 
@@ -35,8 +36,41 @@ class SourceCoordinates(NamedTuple):
     timestamp_ms: int | None = None
 
 
+class ConsumedRecord(Protocol):
+    """A record as the consumer delivers it: the fields of aiokafka's ``ConsumerRecord`` the worker reads.
+
+    Read-only, so an immutable stand-in (a frozen dataclass in tests and benchmarks) satisfies it too.
+    ``timestamp`` is the record's Kafka timestamp in milliseconds since the epoch; ``value`` is ``None`` for
+    a tombstone.
+    """
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]:
+        """Kafka allows a header without a value (``None``)."""
+
+
+class Outcome(NamedTuple):
+    """What a routed record counts as in metrics: the dead-letter reason or the decision, and the submit
+    time in seconds since the epoch (a float is all the end-to-end latency needs, and cheaper per record)."""
+
+    label: str
+    submitted_at_s: float | None
+
+
 class Routed(NamedTuple):
-    """One output record: where it goes, what it says, and the label metrics count it under.
+    """One output record: where it goes, what it says, the label metrics count it under, and its outcome.
 
     A named tuple rather than a frozen dataclass: one is built per record, at a third of the cost.
     """
@@ -46,25 +80,19 @@ class Routed(NamedTuple):
     value: bytes
     headers: Sequence[tuple[str, bytes]]
     label: str
-    detail: Any = None
+    outcome: Outcome
 
 
 class Stall(Protocol):
     """What a record's handler may tell the Kafka loop about the record's partition while it works on it."""
+
+    __slots__ = ()
 
     def stall(self) -> None:
         """The record cannot progress (retry budget spent): stop intake from its partition."""
 
     def unstall(self) -> None:
         """The record progresses again: intake from its partition may resume."""
-
-
-class Outcome(NamedTuple):
-    """What ``Routed.detail`` carries for metrics: the dead-letter reason or the decision, and the submit
-    time in seconds since the epoch (a float is all the end-to-end latency needs, and cheaper per record)."""
-
-    label: str
-    submitted_at_s: float | None
 
 
 def _in_utc(moment: datetime) -> datetime:

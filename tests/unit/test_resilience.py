@@ -108,7 +108,7 @@ async def test_transient_errors_are_retried_until_success() -> None:
     guard, analyzer, _, _, _, recorder = guarded(
         [TransientAnalyzerError("503"), TransientAnalyzerError("503"), OK]
     )
-    assert OK == await guard.analyze("https://x/a.jpg", recorder)
+    assert OK == await guard.analyze_guarded("https://x/a.jpg", recorder)
     assert (3, 2, ["server", "server", "ok"], 0) == (
         analyzer.calls,
         recorder.retries,
@@ -121,7 +121,7 @@ async def test_throttling_holds_every_call_until_retry_after() -> None:
     """A 429 with Retry-After 2 s: the next call is not made before 2 s of (virtual) time have passed, and
     it reports that wait for its token (the first call, granted at once, reports none)."""
     guard, analyzer, limiter, _, clock, recorder = guarded([AnalyzerThrottled("429", retry_after_s=2.0), OK])
-    assert OK == await guard.analyze("https://x/a.jpg", recorder)
+    assert OK == await guard.analyze_guarded("https://x/a.jpg", recorder)
     assert 2 == analyzer.calls
     assert clock.now >= 2.0
     assert 1 == limiter.throttled_total
@@ -133,10 +133,10 @@ async def test_image_and_fatal_errors_are_not_retried() -> None:
     """An image error and a fatal error surface at once, after one call each."""
     guard, analyzer, _, _, _, recorder = guarded([ImageAnalysisRejected("bad", code="InvalidImageFormat")])
     with pytest.raises(ImageAnalysisRejected):
-        await guard.analyze("https://x/a.jpg", recorder)
+        await guard.analyze_guarded("https://x/a.jpg", recorder)
     fatal_guard, fatal_analyzer, _, _, _, fatal_recorder = guarded([FatalAnalyzerError("401")])
     with pytest.raises(FatalAnalyzerError):
-        await fatal_guard.analyze("https://x/a.jpg", fatal_recorder)
+        await fatal_guard.analyze_guarded("https://x/a.jpg", fatal_recorder)
     assert (1, 1) == (analyzer.calls, fatal_analyzer.calls)
 
 
@@ -144,7 +144,7 @@ async def test_past_the_budget_the_partition_stalls_and_resumes_on_success() -> 
     """Failures beyond the retry budget stall the partition (the message is kept) until an answer comes."""
     failures: list[AnalyzerError | Analysis] = [TransientAnalyzerError("down", outcome="connection")] * 12
     guard, _, _, _, _, recorder = guarded([*failures, OK], budget_s=1.0)
-    assert OK == await guard.analyze("https://x/a.jpg", recorder)
+    assert OK == await guard.analyze_guarded("https://x/a.jpg", recorder)
     assert recorder.stalls >= 1
     assert recorder.unstalls >= 1
 
@@ -153,7 +153,7 @@ async def test_a_failure_storm_opens_the_breaker_and_a_probe_closes_it() -> None
     """Three consecutive failures open the circuit; calls wait for the probe, whose success closes it."""
     storm: list[AnalyzerError | Analysis] = [TransientAnalyzerError("500")] * 3
     guard, _, _, breaker, clock, recorder = guarded([*storm, OK])
-    assert OK == await guard.analyze("https://x/a.jpg", recorder)
+    assert OK == await guard.analyze_guarded("https://x/a.jpg", recorder)
     assert BreakerState.CLOSED == breaker.state
     assert 1 == breaker.opened_total
     assert clock.now >= 5.0  # the open period passed before the probe

@@ -33,7 +33,8 @@ class CallObserver(Protocol):
 
 
 class GuardedAnalyzer:
-    """``analyze(url, stall)`` with quota, breaker and retries; raises only image or fatal errors."""
+    """``analyze_guarded(image_url, stall)``: the ``Analyzer`` seam's call with quota, breaker and retries;
+    raises only image or fatal errors."""
 
     def __init__(
         self,
@@ -60,7 +61,7 @@ class GuardedAnalyzer:
         self._clock = clock
         self._sleep = sleep
 
-    async def analyze(self, image_url: str, stall: Stall) -> Analysis:
+    async def analyze_guarded(self, image_url: str, stall: Stall) -> Analysis:
         """Analyze until success, an image error or a fatal error; never gives up on transient errors."""
         started = self._clock()
         attempt = 0

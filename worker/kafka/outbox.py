@@ -1,12 +1,12 @@
-"""Produce routed records in whole batches, one per output partition; report each record's acknowledgement.
+"""Produce routed records through the producer's own ``send``, one call per record; report each record's
+acknowledgement.
 
-``AIOKafkaProducer.send`` costs a coroutine, a partition lookup that copies the topic's partition sets, and a
-future per record whose resolution wakes the record's task: the largest single cost of the worker at
-thousands of records a second (docs/benchmarks.md). The outbox queues records, picks each one's partition as
-the producer's default partitioner does (murmur2 of the key, so a key keeps its partition), appends them to a
-closed batch per partition and hands that batch to the producer: one future per batch, whose callback reports
-every record in it. Records queue while the previous batch of their partition is being sent, which is where
-they gather into the next batch, so no linger is needed.
+Records queue in the order they are handed in and one sender task passes each to ``AIOKafkaProducer.send``:
+the producer picks the partition with its own partitioner (aiokafka's ``DefaultPartitioner``: murmur2 of the
+key, so a key keeps its partition) and gathers records into batches per partition (``linger_ms``,
+``max_batch_size``). The future ``send`` returns resolves once the broker acknowledged the record
+(``acks=all``), and its callback reports the record. One sender rather than a task per record keeps the
+records of a partition in the order they were handed in and costs no task per record.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from random import choice
+from functools import partial
+from typing import Protocol
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
 from aiokafka.structs import RecordMetadata
 
 log = logging.getLogger(__name__)
@@ -29,136 +28,79 @@ Acknowledged = Callable[[BaseException | None], None]
 """Called once per record: ``None`` once the broker acknowledged it, else the error that lost it
 (``asyncio.CancelledError``: the outbox was closed before the record was handed to the producer)."""
 
+Headers = Sequence[tuple[str, bytes]]
 
-_Entry = tuple[bytes | None, bytes, Sequence[tuple[str, bytes]], Acknowledged]
-"""Key, value, headers, and whom to tell (a plain tuple: one is built per record)."""
-_Batch = tuple[str, int, list[_Entry]]
-"""Topic, partition, and the records for it not yet handed to the producer."""
+_Entry = tuple[str, bytes | None, bytes, Headers, Acknowledged]
+"""Topic, key, value, headers, and whom to tell (a plain tuple: one is built per record)."""
+
+
+class Producer(Protocol):
+    """The producer call the outbox makes (``AIOKafkaProducer.send``)."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        """Hand one record to the producer (waits while its partition's batch is full, or for the topic's
+        metadata); the future resolves once the broker acknowledged the record, or fails with what lost it."""
 
 
 class Outbox:
     """Queue records for their topics; ``acknowledged`` says when each is durable (producer ``acks``)."""
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, producer: Producer) -> None:
         self._producer = producer
-        self._queued: dict[str, list[_Entry]] = {}
-        self._flusher: asyncio.Task[None] | None = None
+        self._queued: deque[_Entry] = deque()
+        self._sender: asyncio.Task[None] | None = None
 
     def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        headers: Sequence[tuple[str, bytes]],
-        acknowledged: Acknowledged,
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers, acknowledged: Acknowledged
     ) -> None:
         """Queue one record; never raises. ``acknowledged`` runs later, on the event loop, exactly once."""
-        entries = self._queued.get(topic)
-        if entries is None:
-            entries = self._queued[topic] = []
-        entries.append((key, value, headers, acknowledged))
-        if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="outbox-flush")
+        self._queued.append((topic, key, value, headers, acknowledged))
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_queued(), name="outbox-send")
 
     async def aclose(self) -> None:
         """Stop handing records to the producer; those not handed over yet are reported ``CancelledError``.
 
         Records already handed over are acknowledged (or failed) when the producer sends them or stops.
         """
-        if self._flusher is not None:
-            self._flusher.cancel()
+        if self._sender is not None:
+            self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        queued, self._queued = self._queued, {}
-        for entries in queued.values():
-            _report(entries, asyncio.CancelledError())
+                await self._sender
+        queued, self._queued = self._queued, deque()
+        for *_, acknowledged in queued:
+            acknowledged(asyncio.CancelledError())
 
-    async def _flush(self) -> None:
-        work: deque[_Batch] = deque()  # taken from the queue, not handed to the producer yet
+    async def _send_queued(self) -> None:
+        queued, send = self._queued, self._producer.send
         try:
-            while self._queued or work:
-                if not work:
-                    work.extend(await self._partition_queued())
+            while queued:
+                topic, key, value, headers, acknowledged = queued[0]
+                # The record builder takes a list only.
+                listed = headers if type(headers) is list else list(headers)
+                try:
+                    future = await send(topic, value, key, headers=listed)
+                # KafkaError (closed producer, no metadata or no room within request_timeout_ms) or a record
+                # the producer refuses: either way the record is lost, and saying so stops the pipeline
+                # (which logs it).
+                except Exception as exc:
+                    if not isinstance(exc, KafkaError):  # a defect: worth its traceback
+                        log.exception("outbox_failed", extra={"error_class": type(exc).__name__})
+                    queued.popleft()
+                    acknowledged(exc)
                     continue
-                topic, partition, entries = work[0]
-                rest = await self._send_batch(topic, partition, entries)
-                work[0] = (topic, partition, rest)
-                if not rest:
-                    work.popleft()
-        except asyncio.CancelledError:
-            self._abandon(work, asyncio.CancelledError())
-            raise
-        # Whatever stops the flusher must reach every record it strands: the pipeline waits for each one.
-        except Exception as exc:
-            log.exception("outbox_failed", extra={"error_class": type(exc).__name__})
-            self._abandon(work, exc)
+                queued.popleft()  # handed over: from now on the future reports it
+                future.add_done_callback(partial(_report, acknowledged))
         finally:
-            self._flusher = None
-
-    def _abandon(self, work: deque[_Batch], error: BaseException) -> None:
-        for _, _, entries in work:
-            _report(entries, error)
-        queued, self._queued = self._queued, {}
-        for entries in queued.values():
-            _report(entries, error)
-
-    async def _partition_queued(self) -> list[_Batch]:
-        """Take the queued records, grouped by the partition the default partitioner gives their key."""
-        partitions: dict[str, list[int]] = {}
-        for topic in list(self._queued):
-            try:
-                partitions[topic] = sorted(await self._producer.partitions_for(topic))
-            except KafkaError as exc:  # e.g. the topic does not exist (KafkaTimeoutError after the wait)
-                _fail(self._queued.pop(topic, []), exc)
-        groups: dict[tuple[str, int], list[_Entry]] = {}
-        for topic, known in partitions.items():  # topics first queued while metadata was awaited wait a round
-            for entry in self._queued[topic]:
-                groups.setdefault((topic, _partition_for(entry[0], known)), []).append(entry)
-        for topic in partitions:
-            del self._queued[topic]
-        return [(topic, partition, entries) for (topic, partition), entries in groups.items()]
-
-    async def _send_batch(self, topic: str, partition: int, entries: list[_Entry]) -> list[_Entry]:
-        """Send as many of ``entries`` as fit one batch; return the rest."""
-        batch = self._producer.create_batch()
-        taken = 0
-        for key, value, headers, _ in entries:
-            # The record builder takes a list only. A batch always takes its first record, so every round
-            # sends at least one.
-            listed = headers if type(headers) is list else list(headers)
-            if batch.append(key=key, value=value, timestamp=None, headers=listed) is None:
-                break
-            taken += 1
-        batch.close()  # closed: the producer sends it as it is, without waiting out linger_ms
-        sent, rest = entries[:taken], entries[taken:]
-        try:
-            future = await self._producer.send_batch(batch, topic, partition=partition)
-        except KafkaError as exc:  # closed producer, or no room in its queue within request_timeout_ms
-            _fail(sent, exc)
-        else:
-            future.add_done_callback(lambda done: _batch_done(sent, done))
-        return rest
+            self._sender = None
 
 
-def _partition_for(key: bytes | None, partitions: list[int]) -> int:
-    """What aiokafka's ``DefaultPartitioner`` picks: murmur2 of the key as the Java client hashes it over
-    the sorted partitions; a keyless record goes to any partition."""
-    if key is None:
-        return choice(partitions)  # noqa: S311 - spreading load, not cryptography
-    hashed: int = murmur2(key)  # aiokafka's murmur2 is untyped
-    return partitions[(hashed & 0x7FFFFFFF) % len(partitions)]
-
-
-def _batch_done(entries: list[_Entry], done: asyncio.Future[RecordMetadata]) -> None:
-    _report(entries, asyncio.CancelledError() if done.cancelled() else done.exception())
-
-
-def _fail(entries: list[_Entry], error: KafkaError) -> None:
-    if entries:
-        log.error("produce_failed", extra={"records": len(entries), "error_class": type(error).__name__})
-    _report(entries, error)
-
-
-def _report(entries: list[_Entry], error: BaseException | None) -> None:
-    for *_, acknowledged in entries:
-        acknowledged(error)
+def _report(acknowledged: Acknowledged, future: asyncio.Future[RecordMetadata]) -> None:
+    acknowledged(asyncio.CancelledError() if future.cancelled() else future.exception())

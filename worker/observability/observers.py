@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from aiokafka import TopicPartition
 
@@ -21,7 +20,7 @@ from worker.moderation import DEAD_LETTER_LABEL
 from worker.observability.drift import DriftMonitor, save_reference
 from worker.observability.metrics import Metrics
 from worker.observability.ops_server import HealthState
-from worker.records import Outcome, Routed
+from worker.records import ConsumedRecord, Routed
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +39,8 @@ class PipelineMetrics:
     def consumed(self, topic: str, count: int) -> None:
         self._metrics.observe_consumed(topic, count)
 
-    def routed(self, routed: Routed, record: Any, processing_s: float) -> None:  # noqa: ARG002 - protocol
-        outcome: Outcome = routed.detail
+    def routed(self, routed: Routed, record: ConsumedRecord, processing_s: float) -> None:  # noqa: ARG002 - protocol
+        outcome = routed.outcome
         if routed.label == DEAD_LETTER_LABEL:
             self._metrics.observe_dead_letter(outcome.label)
         else:
