@@ -26,7 +26,7 @@ from pydantic_settings import (
 )
 
 from worker.errors import ConfigurationError
-from worker.kafka.security import KafkaSecurity, SaslMechanism, SecurityProtocol
+from worker.kafka_settings import KafkaSecurity, SaslMechanism, SecurityProtocol
 
 PREFIX = "MODERATION_"
 MASK = "***"

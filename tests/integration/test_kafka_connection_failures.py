@@ -26,7 +26,8 @@ from tests.fixtures.tls import TlsFiles
 from worker.dev.tlsfiles import Certificate
 from worker.errors import KafkaConnectionFailed, KafkaProtocolMismatch, KafkaTlsFailed, KafkaUnavailable
 from worker.kafka.probe import probe_bootstrap
-from worker.kafka.security import KafkaSecurity, SaslMechanism, SecurityProtocol, connection_options, secret
+from worker.kafka.security import connection_options
+from worker.kafka_settings import KafkaSecurity, SaslMechanism, SecurityProtocol, secret
 
 pytestmark = pytest.mark.integration
 

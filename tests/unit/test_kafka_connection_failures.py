@@ -29,7 +29,7 @@ from worker.errors import (
 )
 from worker.kafka.connection_failures import causes, classify_connection_failure
 from worker.kafka.probe import bootstrap_addresses
-from worker.kafka.security import KafkaSecurity, SaslMechanism, SecurityProtocol, secret
+from worker.kafka_settings import KafkaSecurity, SaslMechanism, SecurityProtocol, secret
 
 BROKER = "broker-1.example.com:9093"
 PASSWORD = "s3cr3t-Pa55"

@@ -10,13 +10,12 @@ import pytest
 
 from tests.fixtures.tls import TlsFiles
 from worker.errors import ConfigurationError
-from worker.kafka.security import (
+from worker.kafka.security import connection_options, open_connection_options
+from worker.kafka_settings import (
     KafkaSecurity,
     MaskedSecret,
     SaslMechanism,
     SecurityProtocol,
-    connection_options,
-    open_connection_options,
     secret,
     setting,
 )

@@ -9,8 +9,9 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from worker.errors import KafkaAuthenticationFailed, KafkaConnectionFailed, KafkaUnavailable
-from worker.kafka.security import ConnectionOptions, KafkaSecurity, SecurityProtocol
+from worker.kafka.security import ConnectionOptions
 from worker.kafka.startup import StartupWait, start_explained, wait_for_cluster
+from worker.kafka_settings import KafkaSecurity, SecurityProtocol
 
 SECURITY = KafkaSecurity()
 OPTIONS = ConnectionOptions(SecurityProtocol.PLAINTEXT)

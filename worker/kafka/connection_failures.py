@@ -47,7 +47,7 @@ from worker.errors import (
     KafkaTlsFailed,
     KafkaUnavailable,
 )
-from worker.kafka.security import KafkaSecurity, setting
+from worker.kafka_settings import KafkaSecurity, setting
 
 #: OpenSSL's verify codes for a certificate that names another host or IP address
 HOSTNAME_MISMATCH_CODES = frozenset({62, 64})

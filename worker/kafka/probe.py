@@ -15,7 +15,8 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from worker.errors import KafkaConnectionFailed
 from worker.kafka.connection_failures import classify_connection_failure
-from worker.kafka.security import ConnectionOptions, KafkaSecurity
+from worker.kafka.security import ConnectionOptions
+from worker.kafka_settings import KafkaSecurity
 
 DEFAULT_PORT = 9092
 DEFAULT_PROBE_TIMEOUT_S = 10.0

@@ -26,7 +26,8 @@ from aiokafka.errors import KafkaError
 from worker.analysis.backoff import compute_backoff
 from worker.errors import KafkaConnectionFailed, KafkaUnavailable
 from worker.kafka.probe import probe_bootstrap
-from worker.kafka.security import ConnectionOptions, KafkaSecurity, open_connection_options
+from worker.kafka.security import ConnectionOptions, open_connection_options
+from worker.kafka_settings import KafkaSecurity
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
