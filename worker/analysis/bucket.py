@@ -6,10 +6,8 @@ Time is passed in (monotonic seconds) or read from an injected clock; nothing he
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
+from worker.clock import Clock
 
 # After sleeping exactly the computed wait, float rounding can leave 0.999999999 tokens; that counts as one.
 _TOKEN_EPSILON = 1e-9

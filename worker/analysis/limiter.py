@@ -11,7 +11,8 @@ import math
 import time
 from collections import deque
 
-from worker.analysis.bucket import AimdRate, Clock, Sleep, TokenBucket, check_rate
+from worker.analysis.bucket import AimdRate, TokenBucket, check_rate
+from worker.clock import Clock, Sleep
 
 
 class _Waiter:
@@ -102,7 +103,7 @@ class QuotaLimiter:
         # One token to start: the first call goes at once, but replicas starting together do not burst.
         self._bucket = TokenBucket(quota_per_s, self._capacity(quota_per_s), clock, initial_tokens=1.0)
         self._waiters: deque[_Waiter] = deque()
-        self._head_wait: asyncio.Future[None] | None = None
+        self._head_wait: asyncio.Future[object] | None = None
         self._grant_times: deque[float] = deque()
         self._success_times: deque[float] = deque()
         self._created_at = clock()
@@ -266,7 +267,7 @@ class QuotaLimiter:
 
     async def _wait_as_head(self, delay_s: float) -> None:
         """Sleep ``delay_s`` (forever if infinite) unless ``_wake_head`` cuts it short; either way return."""
-        wait: asyncio.Future[None]
+        wait: asyncio.Future[object]
         if math.isinf(delay_s):
             wait = asyncio.get_running_loop().create_future()
         else:
