@@ -29,7 +29,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 
 from worker.analysis.azure_errors import classify_http_error
 from worker.domain import Analysis, Tag
-from worker.errors import AnalyzerError, TransientAnalyzerError
+from worker.errors import AnalyzerError, AnalyzerOutcome, TransientAnalyzerError
 from worker.redact import redact_text
 
 _NUMBERS = (int, float)
@@ -170,17 +170,22 @@ class AzureAnalyzer:
         except AnalyzerError:
             raise
         except TimeoutError as exc:
-            raise TransientAnalyzerError("analyzer call exceeded its deadline", outcome="timeout") from exc
+            raise TransientAnalyzerError(
+                "analyzer call exceeded its deadline", outcome=AnalyzerOutcome.TIMEOUT
+            ) from exc
         except HttpResponseError as exc:
             raise _translate_http_error(exc) from exc
         except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as exc:
-            raise TransientAnalyzerError("analyzer call timed out", outcome="timeout") from exc
+            raise TransientAnalyzerError("analyzer call timed out", outcome=AnalyzerOutcome.TIMEOUT) from exc
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise TransientAnalyzerError(
-                f"cannot reach the analyzer: {redact_text(str(exc))[:200]}", outcome="connection"
+                f"cannot reach the analyzer: {redact_text(str(exc))[:200]}",
+                outcome=AnalyzerOutcome.CONNECTION,
             ) from exc
         except json.JSONDecodeError as exc:  # the SDK raises it bare for a 200 with an empty body
-            raise TransientAnalyzerError("the analyzer answered an empty body", outcome="server") from exc
+            raise TransientAnalyzerError(
+                "the analyzer answered an empty body", outcome=AnalyzerOutcome.SERVER
+            ) from exc
         return analysis_from_result(result)
 
     async def aclose(self) -> None:

@@ -1,8 +1,9 @@
 """Translate Image Analysis 4.0 failures into the worker's hierarchy (``worker.errors``).
 
 Pure: takes what the SDK exposes (status, error codes, message, Retry-After header) and returns the
-exception to raise. The mapping follows the wire contract (``shared/reference/azure-image-analysis-4.0.md``
-§3): in 4.0 a bad request's outer code is ``InvalidRequest`` and the specific reason is ``innererror.code``.
+exception to raise. Every error answer is the envelope ``{"error": {"code", "message"[, "innererror":
+{"code", "message"}]}}`` (docs/emulator.md); in 4.0 a bad request's outer code is ``InvalidRequest`` and
+the specific reason is ``innererror.code``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 
 from worker.errors import (
     AnalyzerError,
+    AnalyzerOutcome,
     AnalyzerThrottled,
     FatalAnalyzerError,
     ImageAnalysisRejected,
@@ -58,7 +60,7 @@ def classify_http_error(
     """The worker exception for one non-200 answer; ``status`` None means the body could not be decoded."""
     text = redact_text(message)[:300]
     if status is None:
-        return TransientAnalyzerError(f"undecodable service answer: {text}", outcome="server")
+        return TransientAnalyzerError(f"undecodable service answer: {text}", outcome=AnalyzerOutcome.SERVER)
     if status == 429:
         return AnalyzerThrottled(
             f"throttled by the service (429): {text}", retry_after_s=parse_retry_after(retry_after)
@@ -74,7 +76,7 @@ def classify_http_error(
     if status == 413:
         return ImageAnalysisRejected(f"image too large (413): {text}", code="InvalidImageSize")
     if status == 408 or status >= 500:
-        outcome = "timeout" if status in (408, 504) else "server"
+        outcome = AnalyzerOutcome.TIMEOUT if status in (408, 504) else AnalyzerOutcome.SERVER
         return TransientAnalyzerError(
             f"service error ({status}): {text}", outcome=outcome, retry_after_s=parse_retry_after(retry_after)
         )
