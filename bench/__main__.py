@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from bench import group_share, latency_hiding, memory, metrics_cost, overhead, quota, sdk_path
+from bench import group_share, latency, latency_hiding, memory, metrics_cost, overhead, quota, sdk_path
 from bench.common import BenchContext, BenchResult, machine_description
 from worker.dev.broker import EmbeddedKafka, default_cache_root
 
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     sdk_path.NAME: sdk_path.run,
     quota.NAME: quota.run,
     latency_hiding.NAME: latency_hiding.run,
+    latency.NAME: latency.run,
     memory.NAME: memory.run,
     group_share.NAME: group_share.run,
     metrics_cost.NAME: metrics_cost.run,

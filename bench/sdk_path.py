@@ -51,24 +51,26 @@ class Steady:
     cpu_us_per_call: float
 
 
-async def _steady(emulator: Emulator, process: asyncio.subprocess.Process) -> Steady:
-    """Calls/s at the emulator and ``process``'s CPU per call, between 10 % and 90 % of ``CALLS``."""
+async def _steady(emulator: Emulator, process: asyncio.subprocess.Process, calls: int = CALLS) -> Steady:
+    """Calls/s at the emulator and ``process``'s CPU per call, between 10 % and 90 % of ``calls``."""
     done = asyncio.ensure_future(process.wait())
     async with asyncio.timeout(TIMEOUT_S):
-        while emulator.stats.calls_total < CALLS // 10:
+        while emulator.stats.calls_total < calls // 10:
             if done.done():
                 raise RuntimeError(f"the measured process ended early: {done.result()}")
             await asyncio.sleep(0.02)
         first, first_cpu_s = EmulatorSample.take(emulator), process_cpu_s(process.pid)
-        while emulator.stats.calls_total < CALLS * 9 // 10:  # noqa: ASYNC110 - polling a counter
+        while emulator.stats.calls_total < calls * 9 // 10:  # noqa: ASYNC110 - polling a counter
             await asyncio.sleep(0.02)
         last, last_cpu_s = EmulatorSample.take(emulator), process_cpu_s(process.pid)
     calls_per_s, _, _ = last.rates_since(first)
-    calls = max(last.calls_total - first.calls_total, 1)
-    return Steady(calls_per_s, (last_cpu_s - first_cpu_s) / calls * 1e6)
+    measured = max(last.calls_total - first.calls_total, 1)
+    return Steady(calls_per_s, (last_cpu_s - first_cpu_s) / measured * 1e6)
 
 
-async def _measure_bare(emulator: Emulator) -> Steady:
+async def measure_bare(emulator: Emulator, calls: int = CALLS) -> Steady:
+    """Bare SDK calls on the worker's client, ``CONCURRENCY`` at a time, in a process of their own
+    (``python -m bench.sdk_path client``) against ``emulator`` (its counters are reset first)."""
     emulator.reset()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -78,12 +80,12 @@ async def _measure_bare(emulator: Emulator) -> Steady:
         emulator.endpoint,
         KEY,
         str(CONCURRENCY),
-        str(CALLS),
+        str(calls),
         stdout=asyncio.subprocess.PIPE,
         env=dict(os.environ) | {"NO_PROXY": "127.0.0.1,localhost"},  # as ``worker_process`` gives the worker
     )
     try:
-        steady = await _steady(emulator, process)
+        steady = await _steady(emulator, process, calls)
         await asyncio.wait_for(process.wait(), timeout=TIMEOUT_S)
     finally:
         if process.returncode is None:
@@ -120,7 +122,7 @@ async def run(ctx: BenchContext) -> BenchResult:
     worker: list[Steady] = []
     async with Emulator(EmulatorConfig(key=KEY), host="127.0.0.1", port=0) as emulator:
         for _ in range(REPEATS):
-            bare.append(await _measure_bare(emulator))
+            bare.append(await measure_bare(emulator))
             worker.append(await _measure_worker(ctx, emulator, input_topic))
     cpu_per_call = {
         "worker_cpu_us_per_call_runs": ", ".join(f"{side.cpu_us_per_call:,.0f}" for side in worker),

@@ -62,10 +62,18 @@ class Verdict:
     reasons: tuple[Reason, ...]
 
 
-def strongest_of(tags: Iterable[Tag], names: Container[str]) -> dict[str, float]:
-    """The highest confidence of each tag named in ``names`` that ``tags`` reports (NaN never counts)."""
+def strongest_of(
+    tags: Iterable[Tag], names: Container[str] | None = None, *, casefold: bool = False
+) -> dict[str, float]:
+    """The highest confidence of each tag name that ``tags`` reports, in order of first appearance.
+
+    ``names``: only these names count (every name when ``None``). ``casefold``: names are case-folded
+    first, so ``Weapon`` and ``weapon`` are one tag (the policy stores its tag names case-folded). A
+    confidence below 0, or NaN, never counts.
+    """
     strongest: dict[str, float] = {}
     for tag in tags:
-        if tag.name in names and tag.confidence > strongest.get(tag.name, -1.0):
-            strongest[tag.name] = tag.confidence
+        name = tag.name.casefold() if casefold else tag.name
+        if (names is None or name in names) and tag.confidence >= strongest.get(name, 0.0):
+            strongest[name] = tag.confidence
     return strongest

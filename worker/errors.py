@@ -23,6 +23,24 @@ never carry secrets or an image URL's query string.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+
+class AnalyzerOutcome(StrEnum):
+    """How one analyzer call ended: the closed set of ``moderation_analyzer_calls_total`` ``outcome`` labels.
+
+    ``server``, ``timeout``, ``connection`` and ``fatal`` spend the analyzer error budget (docs/alerts.md);
+    ``throttled`` is the quota working and ``image`` is the image's fault.
+    """
+
+    OK = "ok"
+    THROTTLED = "throttled"
+    SERVER = "server"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    IMAGE = "image"
+    FATAL = "fatal"
+
 
 class ModerationError(Exception):
     """Base of every error this package raises on purpose."""
@@ -35,14 +53,20 @@ class ConfigurationError(ModerationError):
 class AnalyzerError(ModerationError):
     """An analyzer call failed; the subclass says what to do about it."""
 
-    #: bounded label for metrics: ok, throttled, server, timeout, connection, image, fatal
-    outcome = "server"
+    #: how the call ended, for metrics
+    outcome: AnalyzerOutcome = AnalyzerOutcome.SERVER
 
 
 class TransientAnalyzerError(AnalyzerError):
     """A failure worth retrying later: the service is busy, slow, unreachable or erroring."""
 
-    def __init__(self, message: str, *, outcome: str = "server", retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        outcome: AnalyzerOutcome = AnalyzerOutcome.SERVER,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.outcome = outcome
         self.retry_after_s = retry_after_s
@@ -52,7 +76,7 @@ class AnalyzerThrottled(TransientAnalyzerError):
     """The service answered 429: the whole replica holds its calls for ``retry_after_s`` seconds."""
 
     def __init__(self, message: str, *, retry_after_s: float | None) -> None:
-        super().__init__(message, outcome="throttled", retry_after_s=retry_after_s)
+        super().__init__(message, outcome=AnalyzerOutcome.THROTTLED, retry_after_s=retry_after_s)
 
 
 class ImageAnalysisRejected(AnalyzerError):
@@ -62,7 +86,7 @@ class ImageAnalysisRejected(AnalyzerError):
     ``NotAccessible`` or ``InvalidRequest``.
     """
 
-    outcome = "image"
+    outcome = AnalyzerOutcome.IMAGE
 
     def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message)
@@ -72,7 +96,7 @@ class ImageAnalysisRejected(AnalyzerError):
 class FatalAnalyzerError(AnalyzerError):
     """The analyzer cannot work at all (wrong key, wrong endpoint, bad request shape): stop loudly."""
 
-    outcome = "fatal"
+    outcome = AnalyzerOutcome.FATAL
 
 
 # --- Kafka connection failures (worker.kafka.connection_failures classifies aiokafka's exceptions) ---

@@ -16,7 +16,7 @@ from typing import Any, Final
 import orjson
 
 from worker.contracts import DEFAULT_MAX_VALUE_BYTES, Guard, SchemaName
-from worker.domain import Analysis, Decision, Reason, Verdict
+from worker.domain import Analysis, Decision, Reason, Verdict, strongest_of
 from worker.errors import ConfigurationError
 
 DEFAULT_REVIEW_AT: Final = 0.5
@@ -176,16 +176,6 @@ def _check(
         raise ConfigurationError("policy fallback routes (on_image_error, on_allowlist_miss) cannot approve")
 
 
-def _strongest(analysis: Analysis) -> dict[str, float]:
-    """Highest confidence per case-folded tag name; NaN confidences are ignored."""
-    strongest: dict[str, float] = {}
-    for tag in analysis.tags:
-        name = tag.name.casefold()
-        if tag.confidence >= strongest.get(name, 0.0):
-            strongest[name] = tag.confidence
-    return strongest
-
-
 def _ordered(decision: Decision, findings: list[tuple[Decision, Reason]]) -> Verdict:
     findings.sort(
         key=lambda item: (
@@ -209,7 +199,7 @@ def decide(policy: Policy, analysis: Analysis, *, hold: bool = False) -> Verdict
     findings: list[tuple[Decision, Reason]] = []
     matched = False
     signal = False
-    for name, confidence in _strongest(analysis).items():
+    for name, confidence in strongest_of(analysis.tags, casefold=True).items():
         rule = policy.blocklist.get(name)
         if rule is not None:
             if rule.reject_at is not None and confidence >= rule.reject_at:

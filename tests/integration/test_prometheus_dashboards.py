@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.fixtures.prometheus import PrometheusServer, dashboard_queries
 from worker.analysis.breaker import BreakerState
-from worker.domain import Decision, Tag
+from worker.domain import Decision, Tag, strongest_of
 from worker.observability.metrics import ANALYZER_OUTCOMES, DEAD_LETTER_REASONS, Metrics
 from worker.observability.ops_server import HealthState, OpsServer
 
@@ -65,14 +65,15 @@ async def drive_traffic(metrics: Metrics) -> None:
     outcomes = itertools.cycle(ANALYZER_OUTCOMES)
     reasons = itertools.cycle(DEAD_LETTER_REASONS)
     for step in itertools.count():
-        with metrics.in_flight():
-            metrics.observe_consumed(TOPIC)
-            metrics.observe_limiter_wait(0.01)
-            metrics.observe_analyzer_call(next(outcomes), 0.12)
-            metrics.observe_analyzer_retry()
-            metrics.observe_tags([Tag("weapon", 0.55 + (step % 4) / 10), Tag("outdoor", 0.9)])
-            metrics.observe_result(next(decisions))
-            metrics.observe_routed(processing_s=0.2, end_to_end_s=0.8)
+        metrics.set_in_flight(1)
+        metrics.observe_consumed(TOPIC)
+        metrics.observe_analyzer_call(next(outcomes), 0.12, 0.01)
+        metrics.observe_analyzer_retry()
+        tags = [Tag("weapon", 0.55 + (step % 4) / 10), Tag("outdoor", 0.9)]
+        metrics.observe_watched(strongest_of(tags, metrics.watched_tags))
+        metrics.observe_result(next(decisions))
+        metrics.observe_routed(processing_s=0.2, end_to_end_s=0.8)
+        metrics.set_in_flight(0)
         metrics.observe_dead_letter(next(reasons))
         metrics.set_quota(share_per_s=10.0, rate_per_s=8.0)
         metrics.set_quota_utilization(0.8)

@@ -1,4 +1,4 @@
-"""Specification of retry timing: full-jitter exponential backoff and the per-message retry budget."""
+"""Specification of retry timing: full-jitter exponential backoff."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.analysis.backoff import RetryPolicy, compute_backoff
+from worker.analysis.backoff import compute_backoff
 
 
 class FixedRandom(random.Random):
@@ -58,36 +58,3 @@ def test_backoff_is_always_within_zero_and_both_caps(
     """Property: 0 <= delay <= min(max_s, base_s * 2**attempt)."""
     delay = compute_backoff(attempt, base_s=base_s, max_s=max_s, rng=random.Random(seed))
     assert 0.0 <= delay <= min(max_s, base_s * 2.0 ** min(attempt, 62))
-
-
-def test_budget_allows_max_attempts_calls_in_all() -> None:
-    """max_attempts=3 means the first call and two retries: the third failure spends the budget."""
-    budget = RetryPolicy(max_attempts=3, max_elapsed_s=100.0, base_s=0.1, max_s=1.0).start(
-        0.0, FixedRandom(1.0)
-    )
-    delays = [budget.next_delay(0.0), budget.next_delay(1.0), budget.next_delay(2.0)]
-    assert delays == [pytest.approx(0.1), pytest.approx(0.2), None]
-    assert budget.failures == 3
-
-
-def test_budget_is_spent_when_the_next_attempt_would_start_after_max_elapsed() -> None:
-    """Started at t=10 with 5 s allowed: a failure at t=14.5 whose retry would start at 15.3 ends it."""
-    budget = RetryPolicy(max_attempts=100, max_elapsed_s=5.0, base_s=0.8, max_s=0.8).start(
-        10.0, FixedRandom(1.0)
-    )
-    assert budget.next_delay(14.0) == pytest.approx(0.8)  # retry at 14.8 <= 15.0
-    assert budget.next_delay(14.5) is None  # retry at 15.3 > 15.0
-
-
-def test_retry_after_hint_is_a_floor_for_the_delay() -> None:
-    """A 503 with Retry-After 3 s waits at least 3 s even when the jittered backoff is shorter."""
-    budget = RetryPolicy(max_attempts=5, max_elapsed_s=60.0, base_s=0.1, max_s=1.0).start(
-        0.0, FixedRandom(0.5)
-    )
-    assert budget.next_delay(0.0, retry_after_s=3.0) == 3.0
-
-
-def test_policy_with_no_attempts_is_refused() -> None:
-    """At least the first call must be allowed."""
-    with pytest.raises(ValueError, match="max_attempts"):
-        RetryPolicy(max_attempts=0)

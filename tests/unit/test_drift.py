@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.domain import Tag
+from worker.domain import Tag, strongest_of
 from worker.observability.drift import (
-    DECISION_MIX,
-    TAG_CONFIDENCE,
-    TAG_DETECTION,
+    DriftDimension,
     DriftMonitor,
     DriftReference,
     SlidingCounts,
@@ -25,6 +24,10 @@ from worker.observability.drift import (
     psi_level,
     save_reference,
 )
+
+DECISION_MIX = DriftDimension.DECISION_MIX
+TAG_DETECTION = DriftDimension.TAG_DETECTION
+TAG_CONFIDENCE = DriftDimension.TAG_CONFIDENCE
 
 distributions = st.lists(st.floats(min_value=0.0, max_value=1000.0), min_size=2, max_size=12).filter(
     lambda values: sum(values) > 1e-3
@@ -160,13 +163,18 @@ def test_sliding_counts_forget_events_older_than_the_window() -> None:
 # --- the monitor -------------------------------------------------------------------------------------------
 
 
+def observe(monitor: DriftMonitor, decision: str, tags: Sequence[Tag], now: float) -> None:
+    """Record one decided message as ``DecisionMetrics`` does: its best confidence per watched tag."""
+    monitor.observe_strongest(decision, strongest_of(tags, monitor.watched), now)
+
+
 def feed(monitor: DriftMonitor, start: float, decisions: dict[str, int], tags: list[tuple[Tag, ...]]) -> None:
     """Observe ``decisions`` one per 0.01 s from ``start``, cycling through ``tags`` for their analyses."""
     now = start
     index = 0
     for decision, count in decisions.items():
         for _ in range(count):
-            monitor.observe(decision, tags[index % len(tags)] if tags else (), now)
+            observe(monitor, decision, tags[index % len(tags)] if tags else (), now)
             index += 1
             now += 0.01
 
@@ -196,13 +204,21 @@ def test_reference_is_captured_from_the_first_full_window_then_a_shift_scores() 
 
 
 def test_small_windows_are_neither_captured_nor_scored() -> None:
-    """Below min_samples a full window is not captured, and a pinned key is not scored."""
+    """Below min_samples a full window is not captured, and a pinned key is not scored: 10 messages in the
+    window are too few for min_samples 11 and enough for 10."""
     pinned = DriftReference.from_dict({"decision_mix": {"approved": 1.0}})
-    monitor = DriftMonitor(watched_tags=["weapon"], window_s=10.0, min_samples=50, pinned=pinned)
-    feed(monitor, 0.0, {"rejected": 10}, [(Tag("weapon", 0.9),)])
-    assert sum(monitor.current(9.9)[(DECISION_MIX, "")].values()) == 10
-    assert monitor.capture(9.9) == []
-    assert monitor.scores(9.9) == {}
+    monitors = {
+        min_samples: DriftMonitor(
+            watched_tags=["weapon"], window_s=10.0, min_samples=min_samples, pinned=pinned
+        )
+        for min_samples in (11, 10)
+    }
+    for monitor in monitors.values():
+        feed(monitor, 0.0, {"rejected": 10}, [(Tag("weapon", 0.9),)])
+    assert monitors[11].capture(9.9) == []
+    assert monitors[11].scores(9.9) == {}
+    assert monitors[10].capture(9.9) == [(TAG_DETECTION, "weapon"), (TAG_CONFIDENCE, "weapon")]
+    assert (DECISION_MIX, "") in monitors[10].scores(9.9)
 
 
 def test_pinned_reference_scores_without_capture() -> None:
@@ -220,14 +236,19 @@ def test_pinned_reference_scores_without_capture() -> None:
 
 
 def test_detection_uses_the_threshold_and_confidence_uses_reported_values() -> None:
-    """With threshold 0.5 a weapon at 0.3 is not detected but its confidence still lands in the 0.3 bin."""
-    monitor = DriftMonitor(watched_tags=["weapon"], window_s=60.0, detection_threshold=0.5)
-    monitor.observe("approved", [Tag("weapon", 0.3)], 0.0)
-    monitor.observe("rejected", [Tag("weapon", 0.2), Tag("weapon", 0.95)], 0.0)
-    monitor.observe("approved", [], 0.0)
-    current = monitor.current(1.0)
-    assert current[(TAG_DETECTION, "weapon")] == {"detected": 1, "not_detected": 2}
-    assert {k: v for k, v in current[(TAG_CONFIDENCE, "weapon")].items() if v} == {"0.3": 1, "1.0": 1}
+    """With threshold 0.5 a weapon at 0.3 is not detected but its confidence still lands in the 0.3 bin.
+
+    Read from the reference captured once the 60 s window is full (min_samples 1): 1 of 3 detected; one
+    confidence at 0.3, one at 0.95 (its best report).
+    """
+    monitor = DriftMonitor(watched_tags=["weapon"], window_s=60.0, min_samples=1, detection_threshold=0.5)
+    observe(monitor, "approved", [Tag("weapon", 0.3)], 0.0)
+    observe(monitor, "rejected", [Tag("weapon", 0.2), Tag("weapon", 0.95)], 0.0)
+    observe(monitor, "approved", [], 0.0)
+    monitor.capture(59.0)
+    captured = monitor.captured.distributions
+    assert captured[(TAG_DETECTION, "weapon")] == {"detected": 1 / 3, "not_detected": 2 / 3}
+    assert {k: v for k, v in captured[(TAG_CONFIDENCE, "weapon")].items() if v} == {"0.3": 0.5, "1.0": 0.5}
 
 
 OBSERVATIONS = st.lists(
@@ -267,26 +288,26 @@ def _counted_per_key(
 
 
 @given(observations=OBSERVATIONS, threshold=st.sampled_from([0.0, 0.5, 0.9]))
-def test_current_counts_each_key_as_defined(
+def test_window_counts_each_key_as_defined(
     observations: list[tuple[str, list[Tag]]], threshold: float
 ) -> None:
-    """Messages are kept whole in one window and split into keys when read, as the definition says."""
-    monitor = DriftMonitor(watched_tags=["weapon", "knife"], window_s=60.0, detection_threshold=threshold)
+    """Messages are kept whole in one window and split into keys when read, as the definition says.
+
+    Read from the reference captured when the 60 s window is full (min_samples 1): each key with any
+    message, as proportions of its count.
+    """
+    monitor = DriftMonitor(
+        watched_tags=["weapon", "knife"], window_s=60.0, min_samples=1, detection_threshold=threshold
+    )
     for decision, tags in observations:
-        monitor.observe(decision, tags, 1.0)
-    assert _counted_per_key(observations, threshold) == monitor.current(2.0)
-
-
-def test_reset_reference_recaptures_from_the_next_full_window() -> None:
-    """After a reset the old capture is forgotten and the next full window becomes the reference."""
-    monitor = DriftMonitor(watched_tags=[], window_s=10.0, min_samples=10, bucket_s=1.0)
-    feed(monitor, 0.0, {"approved": 10}, [])
-    assert monitor.capture(9.0) == [(DECISION_MIX, "")]
-    monitor.reset_reference(50.0)
-    feed(monitor, 51.0, {"rejected": 10}, [])
-    assert monitor.capture(58.9) == []
-    assert monitor.capture(59.0) == [(DECISION_MIX, "")]
-    assert monitor.reference.distributions[(DECISION_MIX, "")]["rejected"] == 1.0
+        observe(monitor, decision, tags, 1.0)
+    monitor.capture(60.0)
+    expected = {
+        key: {bucket: count / sum(counts.values()) for bucket, count in counts.items()}
+        for key, counts in _counted_per_key(observations, threshold).items()
+        if sum(counts.values())
+    }
+    assert expected == monitor.captured.distributions
 
 
 def test_pinned_keys_win_over_captured_ones() -> None:

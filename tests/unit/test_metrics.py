@@ -6,7 +6,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from worker.analysis.breaker import BreakerState
-from worker.domain import Decision, Tag
+from worker.contracts import DeadLetterReason
+from worker.domain import Decision, Tag, strongest_of
+from worker.errors import AnalyzerOutcome
 from worker.observability.metrics import (
     ANALYZER_OUTCOMES,
     DEAD_LETTER_REASONS,
@@ -39,6 +41,27 @@ def test_every_closed_label_set_is_exported_as_zero_before_anything_happens() ->
     assert value(registry, "moderation_tag_confidence_count", tag="gore") == 0.0
     assert value(registry, "moderation_drift_psi", dimension="decision_mix", tag="") == 0.0
     assert value(registry, "moderation_drift_jensen_shannon", dimension="tag_confidence", tag="weapon") == 0.0
+
+
+def test_closed_label_sets_are_exactly_the_values_of_their_enums() -> None:
+    """Decisions, dead-letter reasons and analyzer outcomes have one definition each, their enum: every
+    value, and nothing else, has a series (``host_not_allowed`` included)."""
+    _, registry = make_metrics()
+
+    def labels(sample_name: str, label: str) -> set[str]:
+        return {
+            sample.labels[label]
+            for family in registry.collect()
+            for sample in family.samples
+            if sample.name == sample_name
+        }
+
+    assert {str(decision) for decision in Decision} == labels("moderation_results_total", "decision")
+    assert {str(reason) for reason in DeadLetterReason} == labels("moderation_dead_letters_total", "reason")
+    assert {str(outcome) for outcome in AnalyzerOutcome} == labels(
+        "moderation_analyzer_calls_total", "outcome"
+    )
+    assert "host_not_allowed" in labels("moderation_dead_letters_total", "reason")
 
 
 def test_catalogue_lists_every_sample_name_with_its_type_suffixes() -> None:
@@ -181,18 +204,6 @@ def test_routed_latencies_clamp_a_negative_end_to_end_and_skip_a_missing_one() -
     assert value(registry, "moderation_end_to_end_latency_seconds_sum") == 0.0
 
 
-def test_in_flight_gauge_counts_the_enclosed_block_even_when_it_raises() -> None:
-    """The gauge goes up inside the block and back down on exit, exception or not."""
-    metrics, registry = make_metrics()
-
-    with metrics.in_flight(), metrics.in_flight():
-        assert value(registry, "moderation_in_flight_messages") == 2.0
-    with pytest.raises(RuntimeError), metrics.in_flight():
-        raise RuntimeError
-
-    assert value(registry, "moderation_in_flight_messages") == 0.0
-
-
 def test_set_in_flight_publishes_a_count_kept_by_the_caller() -> None:
     """Owners that count their own tasks publish the number directly."""
     metrics, registry = make_metrics()
@@ -253,12 +264,15 @@ def test_state_gauges_encode_hold_circuit_and_quota() -> None:
     assert value(registry, "moderation_circuit_state") == 2.0
 
 
-def test_observe_tags_counts_each_watched_tag_once_at_its_best_confidence() -> None:
-    """Each analysis feeds the denominator; watched tags feed detections and confidence; others drop."""
+def test_observe_watched_counts_each_watched_tag_once_at_its_best_confidence() -> None:
+    """Each analysis feeds the denominator; watched tags feed detections and confidence; others drop.
+
+    As ``DecisionMetrics`` records an analysis: its best confidence per watched tag, then ``observe_watched``.
+    """
     metrics, registry = make_metrics()
 
-    metrics.observe_tags([Tag("weapon", 0.35), Tag("weapon", 0.72), Tag("cat", 0.99)])
-    metrics.observe_tags([])
+    for tags in ([Tag("weapon", 0.35), Tag("weapon", 0.72), Tag("cat", 0.99)], []):
+        metrics.observe_watched(strongest_of(tags, metrics.watched_tags))
 
     assert value(registry, "moderation_analyses_total") == 2.0
     assert value(registry, "moderation_tag_detections_total", tag="weapon") == 1.0
@@ -302,7 +316,7 @@ def test_reference_refuses_keys_outside_its_dimension(
     metrics, _ = make_metrics()
 
     with pytest.raises(ValueError, match=r"unknown|tag"):
-        metrics.set_reference(dimension, tag, proportions)  # type: ignore[arg-type]
+        metrics.set_reference(dimension, tag, proportions)
 
 
 def test_drift_scores_are_published_per_dimension_and_tag() -> None:

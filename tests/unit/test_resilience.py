@@ -16,6 +16,7 @@ from worker.analysis.limiter import QuotaLimiter
 from worker.domain import Analysis, Tag
 from worker.errors import (
     AnalyzerError,
+    AnalyzerOutcome,
     AnalyzerThrottled,
     FatalAnalyzerError,
     ImageAnalysisRejected,
@@ -142,7 +143,9 @@ async def test_image_and_fatal_errors_are_not_retried() -> None:
 
 async def test_past_the_budget_the_partition_stalls_and_resumes_on_success() -> None:
     """Failures beyond the retry budget stall the partition (the message is kept) until an answer comes."""
-    failures: list[AnalyzerError | Analysis] = [TransientAnalyzerError("down", outcome="connection")] * 12
+    failures: list[AnalyzerError | Analysis] = [
+        TransientAnalyzerError("down", outcome=AnalyzerOutcome.CONNECTION)
+    ] * 12
     guard, _, _, _, _, recorder = guarded([*failures, OK], budget_s=1.0)
     assert OK == await guard.analyze_guarded("https://x/a.jpg", recorder)
     assert recorder.stalls >= 1

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 from azure.ai.vision.imageanalysis.aio import ImageAnalysisClient
 from azure.ai.vision.imageanalysis.models import ImageAnalysisResult, VisualFeatures
 from azure.core.credentials import AzureKeyCredential
@@ -24,10 +25,11 @@ from azure.core.exceptions import (
     ServiceResponseError,
     ServiceResponseTimeoutError,
 )
+from azure.core.pipeline.transport import AioHttpTransport
 
 from worker.analysis.azure_errors import classify_http_error
 from worker.domain import Analysis, Tag
-from worker.errors import AnalyzerError, TransientAnalyzerError
+from worker.errors import AnalyzerError, AnalyzerOutcome, TransientAnalyzerError
 from worker.redact import redact_text
 
 _NUMBERS = (int, float)
@@ -97,20 +99,38 @@ def build_client(
     read_timeout_s: float,
     environ: Mapping[str, str],
 ) -> ImageAnalysisClient:
-    """The SDK client as the worker runs it: no SDK retries, explicit timeouts, the proxy resolved once.
+    """The SDK client as the worker runs it: no SDK retries, explicit timeouts, the proxy resolved once, and
+    no connection limit of its own. Call it with an event loop running (aiohttp binds its session to it).
 
     The SDK's default (``use_env_settings``) lets aiohttp look up the proxy variables and ``~/.netrc`` in a
     thread pool on every request: that cost a third of the worker's CPU per call, and a ``.netrc`` entry for
     the endpoint's host would add a second credential to every call. The proxy is read from ``environ`` here,
     once; ``.netrc`` is never read.
+
+    The SDK's default aiohttp session allows 100 connections. The pipeline already bounds the calls in
+    flight (``MODERATION_MAX_IN_FLIGHT``, one call per record at a time); a lower bound here made calls
+    beyond 100 queue inside aiohttp, where they count as analyzer latency: at 600 ms per call and 128 in
+    flight the worker made 100 / 0.6 = 165 calls/s instead of 200 (docs/benchmarks.md, latency_hiding).
     """
     proxy = proxy_for(endpoint, environ)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0),  # 0: no limit; the pipeline's max_in_flight bounds calls
+        # As the SDK's own session: no cookies, bodies decompressed by the SDK; no proxy from the environment.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        trust_env=False,
+    )
+    transport = AioHttpTransport(
+        session=session,
+        session_owner=True,  # the client's close() closes the session
+        connection_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
+    )
     return ImageAnalysisClient(
         endpoint,
         credential,
+        transport=transport,
         retry_total=0,  # the worker retries with its own backoff, budget and quota limiter
-        connection_timeout=connect_timeout_s,
-        read_timeout=read_timeout_s,
         use_env_settings=False,
         proxies={urlsplit(endpoint).scheme.lower(): proxy} if proxy else None,
     )
@@ -150,17 +170,22 @@ class AzureAnalyzer:
         except AnalyzerError:
             raise
         except TimeoutError as exc:
-            raise TransientAnalyzerError("analyzer call exceeded its deadline", outcome="timeout") from exc
+            raise TransientAnalyzerError(
+                "analyzer call exceeded its deadline", outcome=AnalyzerOutcome.TIMEOUT
+            ) from exc
         except HttpResponseError as exc:
             raise _translate_http_error(exc) from exc
         except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as exc:
-            raise TransientAnalyzerError("analyzer call timed out", outcome="timeout") from exc
+            raise TransientAnalyzerError("analyzer call timed out", outcome=AnalyzerOutcome.TIMEOUT) from exc
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise TransientAnalyzerError(
-                f"cannot reach the analyzer: {redact_text(str(exc))[:200]}", outcome="connection"
+                f"cannot reach the analyzer: {redact_text(str(exc))[:200]}",
+                outcome=AnalyzerOutcome.CONNECTION,
             ) from exc
         except json.JSONDecodeError as exc:  # the SDK raises it bare for a 200 with an empty body
-            raise TransientAnalyzerError("the analyzer answered an empty body", outcome="server") from exc
+            raise TransientAnalyzerError(
+                "the analyzer answered an empty body", outcome=AnalyzerOutcome.SERVER
+            ) from exc
         return analysis_from_result(result)
 
     async def aclose(self) -> None:

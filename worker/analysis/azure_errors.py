@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from worker.errors import (
     AnalyzerError,
+    AnalyzerOutcome,
     AnalyzerThrottled,
     FatalAnalyzerError,
     ImageAnalysisRejected,
@@ -58,7 +59,7 @@ def classify_http_error(
     """The worker exception for one non-200 answer; ``status`` None means the body could not be decoded."""
     text = redact_text(message)[:300]
     if status is None:
-        return TransientAnalyzerError(f"undecodable service answer: {text}", outcome="server")
+        return TransientAnalyzerError(f"undecodable service answer: {text}", outcome=AnalyzerOutcome.SERVER)
     if status == 429:
         return AnalyzerThrottled(
             f"throttled by the service (429): {text}", retry_after_s=parse_retry_after(retry_after)
@@ -74,7 +75,7 @@ def classify_http_error(
     if status == 413:
         return ImageAnalysisRejected(f"image too large (413): {text}", code="InvalidImageSize")
     if status == 408 or status >= 500:
-        outcome = "timeout" if status in (408, 504) else "server"
+        outcome = AnalyzerOutcome.TIMEOUT if status in (408, 504) else AnalyzerOutcome.SERVER
         return TransientAnalyzerError(
             f"service error ({status}): {text}", outcome=outcome, retry_after_s=parse_retry_after(retry_after)
         )

@@ -7,10 +7,9 @@ the outcome of every call it was allowed to make.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from enum import IntEnum
 
-Clock = Callable[[], float]
+from worker.clock import Clock
 
 
 class BreakerState(IntEnum):

@@ -6,10 +6,8 @@ Time is passed in (monotonic seconds) or read from an injected clock; nothing he
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
+from worker.clock import Clock
 
 # After sleeping exactly the computed wait, float rounding can leave 0.999999999 tokens; that counts as one.
 _TOKEN_EPSILON = 1e-9
@@ -61,6 +59,15 @@ class TokenBucket:
         if self._rate_per_s <= 0.0:
             return math.inf
         return (1.0 - self._tokens) / self._rate_per_s
+
+    def ready_at(self) -> float:
+        """When the bucket holds (or last held) a whole token, refilling at the current rate: its last update
+        if it held one then, else the moment refilling completes one (``math.inf`` at rate 0)."""
+        if self._tokens >= 1.0 - _TOKEN_EPSILON:
+            return self._updated_at
+        if self._rate_per_s <= 0.0:
+            return math.inf
+        return self._updated_at + (1.0 - self._tokens) / self._rate_per_s
 
     def set_rate(self, rate_per_s: float, *, burst: float | None = None, now: float | None = None) -> None:
         """Change the rate (and optionally the burst) from ``now`` on.

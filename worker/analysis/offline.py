@@ -55,7 +55,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from worker.domain import Analysis, Tag
-from worker.errors import ConfigurationError, ImageAnalysisRejected, TransientAnalyzerError
+from worker.errors import AnalyzerOutcome, ConfigurationError, ImageAnalysisRejected, TransientAnalyzerError
 from worker.redact import redact_url
 
 if TYPE_CHECKING:
@@ -318,12 +318,14 @@ class ModelAnalyzer:
                     self._check_status(response.status, shown)
                     return await self._read_limited(response, shown)
         except TimeoutError as exc:
-            raise TransientAnalyzerError(f"fetching {shown} timed out", outcome="timeout") from exc
+            raise TransientAnalyzerError(
+                f"fetching {shown} timed out", outcome=AnalyzerOutcome.TIMEOUT
+            ) from exc
         except aiohttp.ClientConnectorError as exc:  # DNS failure, refused: Azure calls this not accessible
             raise ImageAnalysisRejected(f"cannot connect to {shown}", code="NotAccessible") from exc
         except aiohttp.ClientError as exc:  # dropped connection, malformed response: worth another try
             raise TransientAnalyzerError(
-                f"fetching {shown} failed: {type(exc).__name__}", outcome="connection"
+                f"fetching {shown} failed: {type(exc).__name__}", outcome=AnalyzerOutcome.CONNECTION
             ) from exc
 
     def _http(self) -> aiohttp.ClientSession:
@@ -340,7 +342,9 @@ class ModelAnalyzer:
         if status == 200:
             return
         if status in _RETRYABLE_STATUSES or status >= 500:
-            raise TransientAnalyzerError(f"image host answered {status} for {shown}", outcome="server")
+            raise TransientAnalyzerError(
+                f"image host answered {status} for {shown}", outcome=AnalyzerOutcome.SERVER
+            )
         raise ImageAnalysisRejected(f"image host answered {status} for {shown}", code="NotAccessible")
 
     async def _read_limited(self, response: aiohttp.ClientResponse, shown: str) -> bytes:

@@ -15,23 +15,30 @@ import os
 from collections import Counter, deque
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from worker.domain import Decision, Tag, strongest_of
+from worker.domain import Decision
 
 PSI_WATCH = 0.1
 """PSI at or above this: the distribution moved; look at it."""
 PSI_ACT = 0.25
 """PSI above this: the distribution changed materially; act (re-tune the policy, re-pin the reference)."""
 
-DECISION_MIX = "decision_mix"
-TAG_DETECTION = "tag_detection"
-TAG_CONFIDENCE = "tag_confidence"
+
+class DriftDimension(StrEnum):
+    """What a drift score compares; the value is the ``dimension`` label of the drift metrics."""
+
+    DECISION_MIX = "decision_mix"
+    TAG_DETECTION = "tag_detection"
+    TAG_CONFIDENCE = "tag_confidence"
+
+
 DECISION_BUCKETS = tuple(str(decision) for decision in Decision)
 DETECTION_BUCKETS = ("detected", "not_detected")
 
-DriftKey = tuple[str, str]
+DriftKey = tuple[DriftDimension, str]
 """``(dimension, tag)``; ``tag`` is ``""`` for the decision mix."""
 
 _REFERENCE_FORMAT_VERSION = 1
@@ -184,9 +191,9 @@ class DriftReference:
         data: dict[str, Any] = {"version": _REFERENCE_FORMAT_VERSION}
         tags: dict[str, dict[str, Any]] = {}
         for (dimension, tag), proportions in sorted(self.distributions.items()):
-            if dimension == DECISION_MIX:
-                data[DECISION_MIX] = dict(proportions)
-            elif dimension == TAG_DETECTION:
+            if dimension == DriftDimension.DECISION_MIX:
+                data[str(DriftDimension.DECISION_MIX)] = dict(proportions)
+            elif dimension == DriftDimension.TAG_DETECTION:
                 tags.setdefault(tag, {})["detection_rate"] = proportions["detected"]
             else:
                 labels = confidence_buckets(len(proportions))
@@ -201,27 +208,31 @@ class DriftReference:
         if data.get("version", _REFERENCE_FORMAT_VERSION) != _REFERENCE_FORMAT_VERSION:
             raise ValueError(f"unsupported drift reference version {data.get('version')!r}")
         distributions: dict[DriftKey, Mapping[str, float]] = {}
-        if DECISION_MIX in data:
-            mix = _mapping(data[DECISION_MIX], DECISION_MIX)
+        mix_key = DriftDimension.DECISION_MIX
+        if mix_key in data:
+            mix = _mapping(data[mix_key], mix_key)
             unknown = set(mix) - set(DECISION_BUCKETS)
             if unknown:
                 raise ValueError(f"unknown decisions in drift reference: {sorted(unknown)}")
-            values = _normalised([_number(mix.get(bucket, 0.0), DECISION_MIX) for bucket in DECISION_BUCKETS])
-            distributions[(DECISION_MIX, "")] = dict(zip(DECISION_BUCKETS, values, strict=True))
+            values = _normalised([_number(mix.get(bucket, 0.0), mix_key) for bucket in DECISION_BUCKETS])
+            distributions[(mix_key, "")] = dict(zip(DECISION_BUCKETS, values, strict=True))
         for tag, tag_data in _mapping(data.get("tags", {}), "tags").items():
             parts = _mapping(tag_data, f"tags.{tag}")
             if "detection_rate" in parts:
                 rate = _number(parts["detection_rate"], f"tags.{tag}.detection_rate")
                 if not 0.0 <= rate <= 1.0:
                     raise ValueError(f"detection_rate of {tag!r} must be in [0, 1], got {rate}")
-                distributions[(TAG_DETECTION, tag)] = {"detected": rate, "not_detected": 1.0 - rate}
+                distributions[(DriftDimension.TAG_DETECTION, tag)] = {
+                    "detected": rate,
+                    "not_detected": 1.0 - rate,
+                }
             if "confidence" in parts:
                 confidence = parts["confidence"]
                 if not isinstance(confidence, list):
                     raise ValueError(f"tags.{tag}.confidence must be a list of proportions")
                 values = _normalised([_number(value, f"tags.{tag}.confidence") for value in confidence])
                 labels = confidence_buckets(len(values))
-                distributions[(TAG_CONFIDENCE, tag)] = dict(zip(labels, values, strict=True))
+                distributions[(DriftDimension.TAG_CONFIDENCE, tag)] = dict(zip(labels, values, strict=True))
         return cls(distributions)
 
 
@@ -243,8 +254,8 @@ class DriftMonitor:
     Keys: ``("decision_mix", "")``; per watched tag ``("tag_detection", tag)`` (share of analyses reporting
     the tag at or above ``detection_threshold``) and ``("tag_confidence", tag)`` (its confidence, when
     reported, in ``confidence_bins`` equal bins). A key's reference is pinned (given) or captured: once the
-    first window is full (it reaches back to the first observation, or to ``reset_reference``), a key with
-    at least ``min_samples`` in its window takes that window as its reference. Keys with fewer than
+    first window is full (it reaches back to the first observation), a key with at least ``min_samples`` in
+    its window takes that window as its reference. Keys with fewer than
     ``min_samples`` in the current window are not scored: PSI over a handful of events is noise.
     """
 
@@ -271,10 +282,10 @@ class DriftMonitor:
         self._threshold = detection_threshold
         self._bins = confidence_bins
         self._epsilon = epsilon
-        self._buckets: dict[DriftKey, tuple[str, ...]] = {(DECISION_MIX, ""): DECISION_BUCKETS}
+        self._buckets: dict[DriftKey, tuple[str, ...]] = {(DriftDimension.DECISION_MIX, ""): DECISION_BUCKETS}
         for tag in self._tags:
-            self._buckets[(TAG_DETECTION, tag)] = DETECTION_BUCKETS
-            self._buckets[(TAG_CONFIDENCE, tag)] = self._confidence_labels
+            self._buckets[(DriftDimension.TAG_DETECTION, tag)] = DETECTION_BUCKETS
+            self._buckets[(DriftDimension.TAG_CONFIDENCE, tag)] = self._confidence_labels
         slot_s = bucket_s if bucket_s is not None else window_s / 60.0
         # One window of whole observations, (decision, watched tags seen), split into keys only when read:
         # a message costs one count, not one per key (the keys are 1 + 2 per watched tag).
@@ -282,11 +293,6 @@ class DriftMonitor:
         self._pinned = self._checked(pinned or DriftReference(), "pinned")
         self._captured = self._checked(captured or DriftReference(), "captured")
         self._window_started_at: float | None = None
-
-    @property
-    def keys(self) -> tuple[DriftKey, ...]:
-        """Every key this monitor scores, decision mix first."""
-        return tuple(self._buckets)
 
     @property
     def captured(self) -> DriftReference:
@@ -303,12 +309,9 @@ class DriftMonitor:
         """The watched tags."""
         return self._watched
 
-    def observe(self, decision: str, tags: Iterable[Tag], now: float) -> None:
-        """Record one decided message and its analysis' tags (a tag reported twice counts once, highest)."""
-        self.observe_strongest(decision, strongest_of(tags, self._watched), now)
-
     def observe_strongest(self, decision: str, best: Mapping[str, float], now: float) -> None:
-        """``observe`` for a caller that has the best confidence of each watched tag seen already."""
+        """Record one decided message at ``now``; ``best`` holds the best confidence of each watched tag its
+        analysis reported (``worker.domain.strongest_of``), empty without an analysis."""
         if self._window_started_at is None:
             self._window_started_at = now
         seen: tuple[tuple[str, int, bool], ...] = ()
@@ -319,19 +322,20 @@ class DriftMonitor:
             )
         self._window.add((str(decision), seen), now)
 
-    def current(self, now: float) -> dict[DriftKey, dict[str, int]]:
+    def _counts(self, now: float) -> dict[DriftKey, dict[str, int]]:
         """Counts by bucket of every key's current window (every bucket present, zeros included)."""
         result = {key: dict.fromkeys(labels, 0) for key, labels in self._buckets.items()}
-        mix = result[(DECISION_MIX, "")]
+        mix = result[(DriftDimension.DECISION_MIX, "")]
         for (decision, seen), count in self._window.snapshot(now).items():
             mix[decision] += count
             for name, confidence_bin_index, detected in seen:
-                result[(TAG_CONFIDENCE, name)][self._confidence_labels[confidence_bin_index]] += count
+                confidence = result[(DriftDimension.TAG_CONFIDENCE, name)]
+                confidence[self._confidence_labels[confidence_bin_index]] += count
                 if detected:
-                    result[(TAG_DETECTION, name)]["detected"] += count
+                    result[(DriftDimension.TAG_DETECTION, name)]["detected"] += count
         observed = sum(mix.values())
         for name in self._tags:
-            detection = result[(TAG_DETECTION, name)]
+            detection = result[(DriftDimension.TAG_DETECTION, name)]
             detection["not_detected"] = observed - detection["detected"]
         return result
 
@@ -342,7 +346,7 @@ class DriftMonitor:
             return []
         have = self.reference.distributions
         new: dict[DriftKey, Mapping[str, float]] = {}
-        for key, counts in self.current(now).items():
+        for key, counts in self._counts(now).items():
             total = sum(counts.values())
             if key not in have and total >= self._min_samples:
                 new[key] = {label: count / total for label, count in counts.items()}
@@ -355,18 +359,13 @@ class DriftMonitor:
         self.capture(now)
         reference = self.reference.distributions
         result: dict[DriftKey, DriftScore] = {}
-        for key, counts in self.current(now).items():
+        for key, counts in self._counts(now).items():
             if key not in reference or sum(counts.values()) < self._min_samples:
                 continue
             ref = [reference[key][label] for label in self._buckets[key]]
             cur = [float(counts[label]) for label in self._buckets[key]]
             result[key] = DriftScore(psi(ref, cur, epsilon=self._epsilon), jensen_shannon(ref, cur))
         return result
-
-    def reset_reference(self, now: float) -> None:
-        """Forget the captured reference (pinned keys stay); the next full window from ``now`` is captured."""
-        self._captured = DriftReference()
-        self._window_started_at = now
 
     def _checked(self, reference: DriftReference, what: str) -> DriftReference:
         kept: dict[DriftKey, Mapping[str, float]] = {}

@@ -16,6 +16,7 @@ from aiokafka import TopicPartition
 
 from worker.analysis.limiter import QuotaLimiter
 from worker.domain import Analysis, Verdict, strongest_of
+from worker.errors import AnalyzerOutcome
 from worker.moderation import DEAD_LETTER_LABEL
 from worker.observability.drift import DriftMonitor, save_reference
 from worker.observability.metrics import Metrics
@@ -23,6 +24,9 @@ from worker.observability.ops_server import HealthState
 from worker.records import ConsumedRecord, Routed
 
 log = logging.getLogger(__name__)
+
+_UNREACHABLE = frozenset({AnalyzerOutcome.CONNECTION, AnalyzerOutcome.TIMEOUT})
+"""Outcomes without an HTTP answer: every other outcome proves the analyzer reachable."""
 
 
 class PipelineMetrics:
@@ -82,8 +86,8 @@ class CallMetrics:
         self._health = health
 
     def call(self, outcome: str, seconds: float, waited_s: float) -> None:
-        self._metrics.observe_analyzer_call(outcome, seconds, waited_s)  # type: ignore[arg-type]
-        self._health.analyzer_reachable = outcome not in ("connection", "timeout")
+        self._metrics.observe_analyzer_call(outcome, seconds, waited_s)
+        self._health.analyzer_reachable = outcome not in _UNREACHABLE
 
     def retry(self) -> None:
         self._metrics.observe_analyzer_retry()
@@ -131,7 +135,7 @@ async def publish_periodically(
             save_reference(drift_state_file, drift.captured)
             log.info("drift_reference_captured", extra={"keys": len(captured)})
         for (dimension, tag), proportions in drift.reference.distributions.items():
-            metrics.set_reference(dimension, tag, proportions)  # type: ignore[arg-type]
+            metrics.set_reference(dimension, tag, proportions)
         for (dimension, tag), score in drift.scores(now).items():
-            metrics.set_drift(dimension, tag, psi=score.psi, jensen_shannon=score.jensen_shannon)  # type: ignore[arg-type]
+            metrics.set_drift(dimension, tag, psi=score.psi, jensen_shannon=score.jensen_shannon)
         await asyncio.sleep(interval_s)

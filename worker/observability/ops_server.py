@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -18,10 +17,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
+from worker.clock import Clock, Sleep
 from worker.redact import redact_text
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[object]]
 
 # The classic text format every Prometheus version parses; generate_latest emits exactly this for our
 # legacy (ASCII) metric names, while prometheus_client's CONTENT_TYPE_LATEST moved to version=1.0.0.
