@@ -15,6 +15,7 @@ from typing import IO, Final
 
 import orjson
 
+from worker.observability.log_storm import StormFilter
 from worker.redact import redact_text
 
 # Attributes every LogRecord carries; anything else on a record came from ``extra=``.
@@ -74,7 +75,8 @@ class _JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure_logging(level: str, stream: IO[str] | None = None) -> None:
     """Send all stdlib logging to ``stream`` (default: ``sys.stderr`` at call time) as JSON lines.
 
-    ``level`` is a stdlib level name in any case (``"debug"``, ``"INFO"``...).
+    ``level`` is a stdlib level name in any case (``"debug"``, ``"INFO"``...). aiokafka's lines are condensed
+    to one per kind and second, with a ``suppressed`` count (``worker.observability.log_storm``).
     Idempotent: calling again replaces the handler this function installed and leaves others alone.
     Raises ``ValueError`` for an unknown level name.
     """
@@ -86,6 +88,8 @@ def configure_logging(level: str, stream: IO[str] | None = None) -> None:
         root.removeHandler(handler)
     handler = _JsonLineHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(JsonLineFormatter())
+    # While the cluster is down aiokafka logs each failed attempt of each client (~70 lines/s per replica).
+    handler.addFilter(StormFilter(("aiokafka",)))
     root.addHandler(handler)
     root.setLevel(numeric)
     # azure-core logs every request and response at INFO: noise at our volume, and it names the endpoint.
