@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 #: the exit codes ``moderation-worker run`` documents (worker/runner.py)
-DOCUMENTED_EXIT_CODES: dict[int, str] = {0: "clean stop", 2: "configuration error", 3: "fatal error"}
+DOCUMENTED_EXIT_CODES: dict[int, str] = {
+    0: "clean stop",
+    2: "configuration error",
+    3: "fatal error",
+    5: "cannot reach or authenticate to Kafka",
+}
 SIGKILL_CODE = -9
 #: how many ids of each kind of problem a report names
 SAMPLE = 10
