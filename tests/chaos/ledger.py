@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-#: the exit codes ``moderation-worker run`` documents (worker/runner.py)
+#: the exit codes ``moderation-worker run`` documents (docs/configuration.md)
 DOCUMENTED_EXIT_CODES: dict[int, str] = {
     0: "clean stop",
     2: "configuration error",
