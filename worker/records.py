@@ -69,10 +69,22 @@ class Outcome(NamedTuple):
     submitted_at_s: float | None
 
 
+class SideRecord(NamedTuple):
+    """A record produced alongside an input's result, on a topic of its own (an audit copy, the full
+    analysis, a shadow result): never on one of the four result topics, where an id has exactly one record."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Sequence[tuple[str, bytes]]
+
+
 class Routed(NamedTuple):
     """One output record: where it goes, what it says, the label metrics count it under, and its outcome.
 
-    A named tuple rather than a frozen dataclass: one is built per record, at a third of the cost.
+    ``side`` are the records produced with it; the input's offset becomes committable only once the result
+    and every side record are acknowledged. A named tuple rather than a frozen dataclass: one is built per
+    record, at a third of the cost.
     """
 
     topic: str
@@ -81,6 +93,7 @@ class Routed(NamedTuple):
     headers: Sequence[tuple[str, bytes]]
     label: str
     outcome: Outcome
+    side: tuple[SideRecord, ...] = ()
 
 
 class Stall(Protocol):

@@ -19,7 +19,9 @@ from aiokafka.structs import RecordMetadata
 from tests.component.fake_consumer import Changes
 
 RESULTS = "images.approved"
-"""The one output topic the fake producer knows."""
+"""The result topic the fake producer knows."""
+SIDE = "images.review-audit"
+"""The side-record topic it knows (records produced alongside a result)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,8 @@ class Sent:
 
 
 class FakeProducer:
-    """Takes records for ``RESULTS`` (``partitions`` partitions); acknowledges them as the test says."""
+    """Takes records for ``RESULTS`` and ``SIDE`` (``partitions`` partitions each); acknowledges them as the
+    test says."""
 
     def __init__(self, changes: Changes, *, partitions: int = 3, auto_ack: bool = True) -> None:
         self._changes = changes
@@ -55,7 +58,7 @@ class FakeProducer:
     ) -> asyncio.Future[RecordMetadata]:
         assert value is not None or key is not None, "Need at least one: key or value"
         assert headers is None or isinstance(headers, list), "the record builder takes a list of headers"
-        if topic != RESULTS:
+        if topic not in (RESULTS, SIDE):
             raise KafkaTimeoutError(f"no metadata for {topic} within request_timeout_ms")
         partition: int = self._partitioner(key, self._partitions, self._partitions)
         sent = Sent(topic, partition, key, value, asyncio.get_running_loop().create_future())

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from aiokafka import TopicPartition
 
 from tests.component.fake_consumer import TOPIC, Changes
-from tests.component.fake_producer import RESULTS
-from worker.records import ConsumedRecord, Outcome, Routed, Stall
+from tests.component.fake_producer import RESULTS, SIDE
+from worker.records import ConsumedRecord, Outcome, Routed, SideRecord, Stall
 
 
 class ScriptedHandler:
@@ -21,6 +21,7 @@ class ScriptedHandler:
         self._holds: dict[tuple[int, int], asyncio.Event] = {}
         self._stalls: set[tuple[int, int]] = set()
         self._failures: dict[tuple[int, int], tuple[str, Exception]] = {}
+        self._sides: set[tuple[int, int]] = set()
         self.completing: set[tuple[int, int]] = set()
         """(partition, offset) of records whose ``complete`` started."""
         self.cancelled: set[tuple[int, int]] = set()
@@ -39,6 +40,10 @@ class ScriptedHandler:
     def fail_at(self, partition: int, offset: int, error: Exception, *, step: str = "complete") -> None:
         """``step`` (prepare or complete) raises ``error`` for the record at ``offset``."""
         self._failures[(partition, offset)] = (step, error)
+
+    def with_side_record(self, partition: int, offset: int) -> None:
+        """The result of the record at ``offset`` carries one side record for ``SIDE`` (value ``side-``)."""
+        self._sides.add((partition, offset))
 
     def prepare(self, record: ConsumedRecord) -> Routed | bytes:
         failure = self._failures.get((record.partition, record.offset))
@@ -63,7 +68,8 @@ class ScriptedHandler:
                 self.cancelled.add(where)
                 self._changes.notify()
                 raise
-        return Routed(RESULTS, record.key, work, [], "approved", Outcome("approved", None))
+        side = (SideRecord(SIDE, record.key, b"side-" + work, []),) if where in self._sides else ()
+        return Routed(RESULTS, record.key, work, [], "approved", Outcome("approved", None), side)
 
 
 class RecordingObserver:

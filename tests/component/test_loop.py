@@ -15,7 +15,7 @@ import pytest
 from aiokafka.errors import CommitFailedError, NotEnoughReplicasError
 
 from tests.component.fake_consumer import Changes, FakeConsumer, tp
-from tests.component.fake_producer import RESULTS, FakeProducer
+from tests.component.fake_producer import RESULTS, SIDE, FakeProducer
 from tests.component.scripted import RecordingObserver, ScriptedHandler
 from worker.kafka.loop import Pipeline, WorkerStopped
 
@@ -234,6 +234,48 @@ async def test_a_failed_produce_stops_the_loop_with_nothing_committed_past_it() 
     assert error is stopped.value.cause
     assert 3 == loop.consumer.committed_offset(0)
     assert [0, 1, 2] == loop.observer.routed_offsets(0)
+
+
+async def test_a_result_with_a_side_record_is_committed_only_once_both_are_acknowledged() -> None:
+    """A result that carries a side record (an audit copy, say): its offset stays uncommitted while either
+    record is unacknowledged, and moves once the broker has acknowledged both."""
+    async with running_loop(auto_ack=False) as loop:
+        loop.handler.with_side_record(0, 0)
+        loop.consumer.append(0, *values(1))
+        await loop.until(lambda: len(loop.producer.pending()) == 2)
+        result, side = loop.producer.pending()
+        assert (RESULTS, b"v0", SIDE, b"side-v0") == (result.topic, result.value, side.topic, side.value)
+
+        loop.producer.ack(result)
+        await let_ready_tasks_run()  # an acknowledgement is reported within a few turns of the event loop
+        assert ([], []) == (loop.observer.routed_offsets(0), loop.consumer.commits)
+        loop.producer.ack(side)
+        await loop.until(lambda: loop.consumer.committed_offset(0) == 1)
+        await loop.stopped()
+
+    assert [0] == loop.observer.routed_offsets(0)
+
+
+async def test_a_lost_side_record_stops_the_loop_with_nothing_committed_past_its_input() -> None:
+    """The result is acknowledged but its side record is lost: the input counts as not produced, the loop
+    stops with that error and the commit stays before it, so a restart routes it again."""
+    async with running_loop(auto_ack=False) as loop:
+        loop.handler.with_side_record(0, 1)
+        loop.consumer.append(0, *values(2))
+        await loop.until(lambda: len(loop.producer.pending()) == 3)
+        first, result, side = loop.producer.pending()
+        loop.producer.ack(first)
+        loop.producer.ack(result)
+        await loop.until(lambda: loop.consumer.committed_offset(0) == 1)
+
+        error = NotEnoughReplicasError("the in-sync replicas are too few")
+        loop.producer.fail(side, error)
+        with pytest.raises(WorkerStopped) as stopped:
+            await asyncio.wait_for(loop.task, 30)
+
+    assert error is stopped.value.cause
+    assert 1 == loop.consumer.committed_offset(0)
+    assert [0] == loop.observer.routed_offsets(0)
 
 
 @pytest.mark.parametrize("step", ["prepare", "complete"])

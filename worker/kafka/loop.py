@@ -276,7 +276,11 @@ class Pipeline(Generic[Work]):
             elif not isinstance(error, asyncio.CancelledError):  # cancelled: abandoned at shutdown
                 self._stop_for(error, tp, record.offset)
 
-        self._outbox.send(routed.topic, routed.key, routed.value, routed.headers, acknowledged)
+        if routed.side:
+            records = [(routed.topic, routed.key, routed.value, routed.headers), *routed.side]
+            self._outbox.send_all(records, acknowledged)
+        else:
+            self._outbox.send(routed.topic, routed.key, routed.value, routed.headers, acknowledged)
 
     def _settle(self) -> None:
         """One record left flight (acknowledged, failed or abandoned): its slot is free."""

@@ -65,6 +65,15 @@ class Outbox:
         if self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._send_queued(), name="outbox-send")
 
+    def send_all(
+        self, records: Sequence[tuple[str, bytes | None, bytes, Headers]], acknowledged: Acknowledged
+    ) -> None:
+        """Queue several records that stand or fall together; ``acknowledged`` runs once: ``None`` when the
+        broker acknowledged every one, else the first error that lost one of them."""
+        report = _AllOf(len(records), acknowledged)
+        for topic, key, value, headers in records:
+            self.send(topic, key, value, headers, report)
+
     async def aclose(self) -> None:
         """Stop handing records to the producer; those not handed over yet are reported ``CancelledError``.
 
@@ -100,6 +109,25 @@ class Outbox:
                 future.add_done_callback(partial(_report, acknowledged))
         finally:
             self._sender = None
+
+
+class _AllOf:
+    """One ``Acknowledged`` for ``count`` records: reports the first error at once, else ``None`` after
+    the last acknowledgement; later reports are ignored, so the caller hears exactly once."""
+
+    __slots__ = ("_acknowledged", "_pending")
+
+    def __init__(self, count: int, acknowledged: Acknowledged) -> None:
+        self._pending = count
+        self._acknowledged: Acknowledged | None = acknowledged
+
+    def __call__(self, error: BaseException | None) -> None:
+        if self._acknowledged is None:
+            return
+        self._pending -= 1
+        if error is not None or not self._pending:
+            acknowledged, self._acknowledged = self._acknowledged, None
+            acknowledged(error)
 
 
 def _report(acknowledged: Acknowledged, future: asyncio.Future[RecordMetadata]) -> None:
