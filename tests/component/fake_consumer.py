@@ -142,6 +142,11 @@ class FakeConsumer:
         """Every commit from now on raises ``error`` (the member was fenced out of its group)."""
         self._fenced = error
 
+    def accept_commits(self) -> None:
+        """Commits land again (undoes ``fail_commits``)."""
+        self._fenced = None
+        self._changes.notify()
+
     def committed_offset(self, partition: int) -> int | None:
         """The group's committed offset of ``partition`` (None: never committed)."""
         return self.group_offsets.get(tp(partition))

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
-from aiokafka.errors import CommitFailedError, NotEnoughReplicasError
+from aiokafka.errors import CommitFailedError, NotEnoughReplicasError, UnknownMemberIdError
 
 from tests.component.fake_consumer import Changes, FakeConsumer, tp
 from tests.component.fake_producer import RESULTS, SIDE, FakeProducer
@@ -276,6 +276,22 @@ async def test_a_lost_side_record_stops_the_loop_with_nothing_committed_past_its
     assert error is stopped.value.cause
     assert 1 == loop.consumer.committed_offset(0)
     assert [0] == loop.observer.routed_offsets(0)
+
+
+async def test_lag_counts_from_the_committed_offset_while_commits_fail() -> None:
+    """Every result is acknowledged but the group refuses the commits: the reported lag stays at the five
+    records not committed (a crash now would route them again), not 0; once commits land it drops to 0."""
+    async with running_loop() as loop:
+        loop.consumer.fail_commits(UnknownMemberIdError("the member was fenced out of its group"))
+        loop.consumer.append(0, *values(5))
+        await loop.until(lambda: loop.observer.routed_offsets(0) == [0, 1, 2, 3, 4])
+        await loop.until(lambda: loop.observer.lags.get(tp(0), (None, 0.0))[0] == 5)
+        assert loop.consumer.committed_offset(0) is None
+
+        loop.consumer.accept_commits()
+        await loop.until(lambda: loop.consumer.committed_offset(0) == 5)
+        await loop.until(lambda: loop.observer.lags.get(tp(0), (None, 0.0))[0] == 0)
+        await loop.stopped()
 
 
 @pytest.mark.parametrize("step", ["prepare", "complete"])

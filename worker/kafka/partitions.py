@@ -181,10 +181,12 @@ class Partitions:
         now_ms = self._clock() * 1000
         for tp, state in self._states.items():
             highwater = self._consumer.highwater(tp)
-            committable = state.tracker.committable()
-            if highwater is None or committable is None:
+            # From the group's committed offset, not from what is done: while commits fail (a fenced
+            # member, a moving coordinator) the done records would be read again after a crash.
+            committed = state.tracker.committed
+            if highwater is None or committed is None:
                 continue
-            records = max(highwater - committable, 0)
+            records = max(highwater - committed, 0)
             oldest = min(state.oldest_timestamp_ms.values(), default=None)
             seconds = max(now_ms - oldest, 0.0) / 1000 if oldest is not None and records else 0.0
             self._observer.lag(tp, records, seconds)
