@@ -33,6 +33,7 @@ from worker.errors import ConfigurationError
 from worker.kafka.clients import kafka_clients
 from worker.kafka.control import ControlState, follow_control
 from worker.kafka.loop import Pipeline, WorkerStopped
+from worker.kafka.reachability import watch_reachability
 from worker.kafka.startup import open_cluster
 from worker.moderation import Moderator, RouteTopics
 from worker.observability.drift import DriftMonitor, DriftReference, load_reference
@@ -119,6 +120,7 @@ async def run_worker(
     drift = _drift_monitor(settings, policy)
     control = ControlState()
     metrics.set_hold(active=False)
+    metrics.set_kafka_reachable(reachable=True)
     limiter = QuotaLimiter(settings.quota_calls_per_s)
     breaker = CircuitBreaker(failure_threshold=5, window_s=10.0, open_for_s=5.0, clock=time.monotonic)
     async with AsyncExitStack() as stack:
@@ -170,6 +172,14 @@ async def run_worker(
                 on_change=lambda state: metrics.set_hold(active=state.hold),
             )
         )
+        prober = asyncio.create_task(
+            watch_reachability(
+                consumer,
+                lambda reachable: _kafka_reachable(health, metrics, reachable=reachable),
+                interval_s=settings.kafka_probe_interval_s,
+                timeout_s=settings.kafka_probe_interval_s,
+            )
+        )
         publisher = asyncio.create_task(
             publish_periodically(
                 metrics,
@@ -198,12 +208,17 @@ async def run_worker(
             print(f"moderation-worker: fatal: {type(exc.cause).__name__}: {exc}", file=sys.stderr)  # noqa: T201
             return EXIT_FATAL
         finally:
-            for task in (publisher, controller):
+            for task in (publisher, prober, controller):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
     log.info("worker_stopped")
     return EXIT_OK
+
+
+def _kafka_reachable(health: HealthState, metrics: Metrics, *, reachable: bool) -> None:
+    health.kafka_reachable = reachable
+    metrics.set_kafka_reachable(reachable=reachable)
 
 
 def _drift_monitor(settings: Settings, policy: Policy) -> DriftMonitor:

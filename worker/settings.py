@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     kafka_startup_timeout_s: float = Field(
         60.0, ge=0.0, description="how long start-up waits for an unreachable cluster, seconds"
     )
+    kafka_probe_interval_s: float = Field(
+        5.0, gt=0.0, description="how often a running worker asks the cluster for metadata (readiness), s"
+    )
     env_file: OptionalPath = Field(
         None, description="a file of MODERATION_*=value lines read first; the environment wins over it"
     )

@@ -134,8 +134,22 @@ async def test_readyz_names_every_failed_check(http: aiohttp.ClientSession) -> N
     assert body["checks"] == {
         "partitions_assigned": False,
         "analyzer_reachable": False,
+        "kafka_reachable": True,
         "no_fatal_error": True,
     }
+
+
+async def test_readyz_fails_while_the_kafka_cluster_does_not_answer(http: aiohttp.ClientSession) -> None:
+    """An outage of a running worker: the probe clears ``kafka_reachable`` and readiness names it."""
+    health = ready_state()
+    async with OpsServer(CollectorRegistry(), health, HOST, 0) as ops:
+        health.kafka_reachable = False
+        during = await get_json(http, ops.port, "/readyz")
+        health.kafka_reachable = True
+        after = await get_json(http, ops.port, "/readyz")
+
+    assert (503, ["kafka_reachable"]) == (during[0], during[1]["failed"])
+    assert (200, []) == (after[0], after[1]["failed"])
 
 
 async def test_readyz_is_200_when_assigned_reachable_and_not_stopped(http: aiohttp.ClientSession) -> None:

@@ -209,6 +209,11 @@ class Catalogue:
             partition,
             registry=registry,
         )
+        self.kafka_reachable = Gauge(
+            "moderation_kafka_reachable",
+            "1 while the Kafka cluster answers this replica's metadata probe, 0 during an outage.",
+            registry=registry,
+        )
         # --- policy and state
         self.policy = Info(
             "moderation_policy", "The policy in force: version hash and mode.", registry=registry

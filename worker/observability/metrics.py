@@ -152,6 +152,10 @@ class Metrics:
         self._families.lag_records.labels(*key).set(records)
         self._families.lag_seconds.labels(*key).set(seconds)
 
+    def set_kafka_reachable(self, *, reachable: bool) -> None:
+        """Publish whether the Kafka cluster answers the replica's probe."""
+        self._families.kafka_reachable.set(1 if reachable else 0)
+
     # --- policy and state ---------------------------------------------------------------------------
 
     def set_policy(self, version: str, mode: str) -> None:

@@ -30,13 +30,15 @@ class HealthState:
     """What the probes report; plain and mutable, owned by the runner.
 
     ``assigned_partitions``: input partitions this replica owns now. ``analyzer_reachable``: the last
-    analyzer contact (call or probe) got an HTTP answer, whatever its status. ``fatal_error``: set when a
-    fatal error stopped the worker; the text is redacted before it is served. ``heartbeat_at_s``: clock
+    analyzer contact (call or probe) got an HTTP answer, whatever its status. ``kafka_reachable``: the
+    running worker's last metadata probe was answered (``worker.kafka.reachability``). ``fatal_error``: set
+    when a fatal error stopped the worker; the text is redacted before it is served. ``heartbeat_at_s``: clock
     reading of the last heartbeat (seconds, on the ``OpsServer`` clock).
     """
 
     assigned_partitions: int = 0
     analyzer_reachable: bool = False
+    kafka_reachable: bool = True
     fatal_error: str | None = None
     heartbeat_at_s: float | None = field(default=None)
 
@@ -45,6 +47,7 @@ class HealthState:
         return {
             "partitions_assigned": self.assigned_partitions > 0,
             "analyzer_reachable": self.analyzer_reachable,
+            "kafka_reachable": self.kafka_reachable,
             "no_fatal_error": self.fatal_error is None,
         }
 
