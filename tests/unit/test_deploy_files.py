@@ -20,6 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from worker.cli import cli
+from worker.dev.tlsfiles import make_certificate_authority
 from worker.observability import ops_server
 from worker.observability.metrics import Metrics
 from worker.settings import Settings
@@ -98,6 +99,8 @@ def test_deploy_files_exist() -> None:
         "k8s/service.yaml",
         "k8s/servicemonitor.yaml",
         "k8s/scaledobject.yaml",
+        "k8s/secure-kafka/deployment-patch.yaml",
+        "k8s/secure-kafka/kafka-secrets.yaml",
     }
     assert expected == {str(path.relative_to(DOCKER)) for path in _deploy_files()}
 
@@ -130,6 +133,47 @@ def test_kubernetes_configmap_and_secret_parse_into_complete_settings() -> None:
     environ = dict(manifests["ConfigMap"]["data"]) | dict(manifests["Secret"]["stringData"])
     settings = Settings.from_env(environ)
     assert DEFAULTS.metrics_port == settings.metrics_port
+
+
+async def test_the_secure_kafka_patch_reads_the_password_from_a_secret_and_the_ca_from_a_mount(
+    tmp_path: Path,
+) -> None:
+    """docker/k8s/secure-kafka: the patch targets the worker container, takes the password from the
+    Secret that kafka-secrets.yaml declares (never a literal), mounts the CA Secret where
+    MODERATION_KAFKA_SSL_CA_FILE points; with those in place the environment is a valid SASL_SSL one."""
+    secure = K8S / "secure-kafka"
+    patch = _yaml(secure / "deployment-patch.yaml")["spec"]["template"]["spec"]
+    documents = yaml.safe_load_all((secure / "kafka-secrets.yaml").read_text())
+    secrets = {document["metadata"]["name"]: document for document in documents}
+    [container] = patch["containers"]
+    [mount] = container["volumeMounts"]
+    [volume] = patch["volumes"]
+    [item] = volume["secret"]["items"]
+    env = {entry["name"]: entry for entry in container["env"]}
+    reference = env["MODERATION_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    deployment = _k8s()["Deployment"]["spec"]["template"]["spec"]
+
+    assert [container["name"]] == [c["name"] for c in deployment["containers"]]
+    assert "value" not in env["MODERATION_KAFKA_SASL_PASSWORD"]
+    assert reference["key"] in secrets[reference["name"]]["stringData"]
+    assert (mount["name"], True) == (volume["name"], mount["readOnly"])
+    assert item["key"] in secrets[volume["secret"]["secretName"]]["stringData"]
+    assert f"{mount['mountPath']}/{item['path']}" == env["MODERATION_KAFKA_SSL_CA_FILE"]["value"]
+
+    authority = await make_certificate_authority(tmp_path / "ca")  # what the mount holds in the pod
+    manifests = _k8s()
+    environ = dict(manifests["ConfigMap"]["data"]) | dict(manifests["Secret"]["stringData"])
+    environ |= {name: entry["value"] for name, entry in env.items() if "value" in entry}
+    environ |= {
+        "MODERATION_KAFKA_SASL_PASSWORD": secrets[reference["name"]]["stringData"][reference["key"]],
+        "MODERATION_KAFKA_SSL_CA_FILE": str(authority.cert_file),
+    }
+    security = Settings.from_env(environ).kafka_security()
+    assert ("SASL_SSL", "SCRAM-SHA-512", authority.cert_file) == (
+        security.security_protocol,
+        security.sasl_mechanism,
+        security.ssl_ca_file,
+    )
 
 
 def test_every_file_referenced_from_docker_exists() -> None:
