@@ -19,8 +19,10 @@ from worker.errors import ImageAnalysisRejected
 from worker.policy import Policy, decide, decide_image_error
 from worker.records import (
     ConsumedRecord,
+    Decided,
     Outcome,
     Routed,
+    SideRecord,
     SourceCoordinates,
     Stall,
     encode_dead_letter,
@@ -68,6 +70,13 @@ class DecisionObserver(Protocol):
     def decided(self, verdict: Verdict, analysis: Analysis | None) -> None: ...
 
 
+class SideRecordSource(Protocol):
+    """Records produced alongside a result (a shadow result, the full analysis), each on a topic of its
+    own; told once per decided submission, after the verdict. It returns records and sends nothing."""
+
+    def side_records(self, decided: Decided) -> Sequence[SideRecord]: ...
+
+
 class Moderator:
     """Implements ``worker.kafka.loop.RecordHandler[Submission]`` for ``image-submitted.v1`` records."""
 
@@ -82,7 +91,9 @@ class Moderator:
         hold: Callable[[], bool] = lambda: False,
         guard: Guard | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        extras: Sequence[SideRecordSource] = (),
     ) -> None:
+        """``extras`` add side records to every decided submission's ``Routed`` (none to dead letters)."""
         self._contracts = contracts
         self._analyzer = analyzer
         self._observer = observer
@@ -91,6 +102,7 @@ class Moderator:
         self._hold = hold
         self._guard = guard
         self._now = now
+        self._extras = tuple(extras)
         # (decision, policy version, model version) -> result headers: a handful of combinations in practice.
         self._headers: dict[tuple[Decision, str, str | None], Sequence[tuple[str, bytes]]] = {}
 
@@ -107,14 +119,23 @@ class Moderator:
         source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)
         policy = self._policy()
         analysis: Analysis | None
+        hold = False
         try:
             analysis = await self._analyzer.analyze_guarded(submission.image_url, control)
         except ImageAnalysisRejected as exc:
             analysis, verdict = None, decide_image_error(policy, exc.code)
         else:
-            verdict = decide(policy, analysis, hold=self._hold())
+            hold = self._hold()
+            verdict = decide(policy, analysis, hold=hold)
         self._observer.decided(verdict, analysis)
-        return self._result(submission, verdict, analysis, policy, source)
+        analyzed_at = self._now()
+        routed = self._result(submission, verdict, analysis, policy, source, analyzed_at=analyzed_at)
+        if not self._extras:
+            return routed
+        decided = Decided(submission, verdict, analysis, policy.version, source, analyzed_at, hold)
+        return routed._replace(
+            side=tuple(side for extra in self._extras for side in extra.side_records(decided))
+        )
 
     def _result(
         self,
@@ -123,6 +144,8 @@ class Moderator:
         analysis: Analysis | None,
         policy: Policy,
         source: SourceCoordinates,
+        *,
+        analyzed_at: datetime,
     ) -> Routed:
         model_version = analysis.model_version if analysis is not None else None
         matched = {reason.tag for reason in verdict.reasons if reason.tag}
@@ -134,7 +157,7 @@ class Moderator:
             verdict=verdict,
             policy_version=policy.version,
             model_version=model_version,
-            analyzed_at=self._now(),
+            analyzed_at=analyzed_at,
             source=source,
             worker_version=__version__,
             tags=tags,
