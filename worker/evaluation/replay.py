@@ -18,11 +18,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from worker.contracts import Contracts
 from worker.errors import ConfigurationError
 from worker.evaluation.analysis_record import InvalidAnalysis, KeptAnalysis, decode_analysis
 from worker.evaluation.decision_diff import DecisionDiff, DiffReport, Redecided
+from worker.kafka.security import ConnectionOptions
 from worker.kafka.startup import open_cluster, start_explained
 from worker.policy import Policy, decide
 from worker.settings import Settings, variable
@@ -132,23 +134,34 @@ async def kept_records(
             **options.client_kwargs(),
         )
         try:
+            partitions = await _partitions_of(settings, options, topic)
             await start_explained(
                 consumer.start, settings.bootstrap_servers, settings.kafka_security(), options
             )
-            async for record in _read_to_end(consumer, topic, window):
+            async for record in _read_to_end(consumer, partitions, window):
                 yield record
         finally:
             await consumer.stop()
 
 
-async def _read_to_end(
-    consumer: AIOKafkaConsumer, topic: str, window: ReplayWindow
-) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    if topic not in await consumer.topics():
+async def _partitions_of(settings: Settings, options: ConnectionOptions, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic`` (the admin client's metadata); a missing topic is a ConfigurationError."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, client_id="moderation-replay", **options.client_kwargs()
+    )
+    try:
+        await start_explained(admin.start, settings.bootstrap_servers, settings.kafka_security(), options)
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0 or not described["partitions"]:
         raise ConfigurationError(f"the cluster has no topic {topic!r} ({variable('analyses_topic')})")
-    partitions = [
-        TopicPartition(topic, partition) for partition in sorted(consumer.partitions_for_topic(topic) or ())
-    ]
+    return sorted(TopicPartition(topic, entry["partition"]) for entry in described["partitions"])
+
+
+async def _read_to_end(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], window: ReplayWindow
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     consumer.assign(partitions)
     end = await consumer.end_offsets(partitions)
     start = await _start_offsets(consumer, partitions, window, end)
