@@ -68,6 +68,8 @@ def side_record_sources(
         shadow = load_policy(settings.shadow_policy_file, contracts=contracts)
         metrics.set_shadow_policy(shadow.version, str(shadow.mode))
         sources.append(ShadowPolicy(shadow, metrics, topic=settings.shadow_topic))
+    elif settings.shadow_topic is not None:  # harmless but surely not what was meant: say so once
+        log.warning("shadow_topic_without_shadow_policy", extra={"topic": settings.shadow_topic})
     if settings.analyses_topic is not None:
         sources.append(AnalysisRecords(settings.analyses_topic))
     return tuple(sources)

@@ -3,6 +3,7 @@ routed by; its results (when a topic is set) are side records under the candidat
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from worker.contracts import Contracts, SchemaName, Submission
 from worker.domain import Analysis, Decision, Tag
 from worker.errors import ConfigurationError, ImageAnalysisRejected
+from worker.evaluation.analysis_record import AnalysisRecords
 from worker.evaluation.shadow import ShadowPolicy
 from worker.moderation import Moderator, RouteTopics
 from worker.observability.metrics import Metrics
@@ -240,3 +242,40 @@ def test_a_side_topic_that_is_a_result_topic_is_a_configuration_error(variable: 
     """Every input ends in exactly one record on the four result topics: side records may not go there."""
     with pytest.raises(ConfigurationError, match=f"{variable}: 'images.approved' is the input or a result"):
         Settings.from_env({variable: "images.approved"}, need_analyzer=False)
+
+
+async def test_an_image_error_carries_no_side_records_and_no_shadow_count() -> None:
+    """A refused image is routed by the live ``on_image_error`` alone: no shadow, no analysis, no pair."""
+    observer = RecordingObserver()
+    moderator = Moderator(
+        CONTRACTS,
+        ScriptedAnalyzer({}),
+        NoObserver(),
+        topics=RouteTopics("approved", "review", "rejected", "dead"),
+        policy=lambda: LIVE,
+        now=lambda: NOW,
+        extras=[ShadowPolicy(CANDIDATE, observer, topic="shadow"), AnalysisRecords("analyses")],
+    )
+    value = orjson.dumps({"id": "img-2", "image": {"url": "https://images.example.com/broken.jpg"}})
+    record = Record("images.submitted", 0, 8, 0, b"img-2", value)
+
+    work = moderator.prepare(record)
+    assert isinstance(work, Submission)
+    routed = await moderator.complete(record, work, NoStall())
+
+    assert ("review", (), Counter()) == (routed.topic, routed.side, observer.pairs)
+
+
+def test_a_shadow_topic_without_a_shadow_policy_is_logged_and_produces_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Harmless, but surely a mistake: one warning at start names it, and no source is built."""
+    settings = Settings.defaults(shadow_topic="images.shadow-results")
+
+    with caplog.at_level(logging.WARNING, logger="worker.runner"):
+        sources = side_record_sources(settings, CONTRACTS, Metrics(CollectorRegistry(), version="test"))
+
+    assert ((), ["shadow_topic_without_shadow_policy"]) == (
+        sources,
+        [entry.message for entry in caplog.records],
+    )
