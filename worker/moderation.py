@@ -2,7 +2,8 @@
 
 Decisions come from the pure policy; this module only sequences the steps and shapes the output record.
 Bad input becomes a dead letter, an image the service refuses is decided by the policy's ``on_image_error``;
-fatal analyzer errors propagate so the pipeline stops.
+fatal analyzer errors propagate so the pipeline stops. Side-record sources (a shadow policy, the analyses
+topic) are told each decided submission and add their records to its ``Routed``; they never change the route.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ class Moderator:
             return self._dead_letter(record, exc)
 
     async def complete(self, record: ConsumedRecord, work: Submission, control: Stall) -> Routed:
-        """Analyze, decide and encode ``work`` (from ``prepare``); raises only FatalAnalyzerError."""
+        """Analyze, decide and encode ``work`` (from ``prepare``), with the extras' side records; raises only
+        FatalAnalyzerError."""
         submission = work
         source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)
         policy = self._policy()

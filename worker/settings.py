@@ -95,18 +95,10 @@ class Settings(BaseSettings):
     policy_file: OptionalPath = Field(
         None, description="policy file (policy.v1); empty: the bundled worker/policies/default.json"
     )
-    shadow_policy_file: OptionalPath = Field(
-        None, description="a candidate policy decided beside the live one, never routed by (docs/replay.md)"
-    )
-    shadow_topic: OptionalText = Field(
-        None, description="shadow results topic (e.g. images.shadow-results); empty: none are produced"
-    )
-    analyses_topic: OptionalText = Field(
-        None, description="full analyses topic (e.g. images.analyses) for replay; empty: none are kept"
-    )
-    analyses_retention_ms: int = Field(
-        7 * 24 * 3600 * 1000, ge=1, description="retention of the analyses topic made by topics create"
-    )
+    shadow_policy_file: OptionalPath = Field(None, description="a candidate policy decided, never routed by")
+    shadow_topic: OptionalText = Field(None, description="shadow results (images.shadow-results); empty: off")
+    analyses_topic: OptionalText = Field(None, description="full analyses, e.g. images.analyses; empty: off")
+    analyses_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=1, description="retention of analyses, ms")
     quota_calls_per_s: float = Field(
         20.0, ge=0.001, description="calls per second for the whole Azure resource, shared by partition"
     )
