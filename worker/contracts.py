@@ -42,6 +42,7 @@ class SchemaName(StrEnum):
     DEAD_LETTER = "dead-letter.v1"
     POLICY = "policy.v1"
     CONTROL = "control.v1"
+    ANALYSIS = "analysis.v1"
 
 
 class DeadLetterReason(StrEnum):

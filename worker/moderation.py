@@ -2,7 +2,8 @@
 
 Decisions come from the pure policy; this module only sequences the steps and shapes the output record.
 Bad input becomes a dead letter, an image the service refuses is decided by the policy's ``on_image_error``;
-fatal analyzer errors propagate so the pipeline stops.
+fatal analyzer errors propagate so the pipeline stops. Side-record sources (a shadow policy, the analyses
+topic) are told each decided submission and add their records to its ``Routed``; they never change the route.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from worker.errors import ImageAnalysisRejected
 from worker.policy import Policy, decide, decide_image_error
 from worker.records import (
     ConsumedRecord,
+    Decided,
     Outcome,
     Routed,
+    SideRecord,
     SourceCoordinates,
     Stall,
     encode_dead_letter,
@@ -68,6 +71,13 @@ class DecisionObserver(Protocol):
     def decided(self, verdict: Verdict, analysis: Analysis | None) -> None: ...
 
 
+class SideRecordSource(Protocol):
+    """Records produced alongside a result (a shadow result, the full analysis), each on a topic of its
+    own; told once per decided submission, after the verdict. It returns records and sends nothing."""
+
+    def side_records(self, decided: Decided) -> Sequence[SideRecord]: ...
+
+
 class Moderator:
     """Implements ``worker.kafka.loop.RecordHandler[Submission]`` for ``image-submitted.v1`` records."""
 
@@ -82,7 +92,9 @@ class Moderator:
         hold: Callable[[], bool] = lambda: False,
         guard: Guard | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        extras: Sequence[SideRecordSource] = (),
     ) -> None:
+        """``extras`` add side records to every decided submission's ``Routed`` (none to dead letters)."""
         self._contracts = contracts
         self._analyzer = analyzer
         self._observer = observer
@@ -91,6 +103,7 @@ class Moderator:
         self._hold = hold
         self._guard = guard
         self._now = now
+        self._extras = tuple(extras)
         # (decision, policy version, model version) -> result headers: a handful of combinations in practice.
         self._headers: dict[tuple[Decision, str, str | None], Sequence[tuple[str, bytes]]] = {}
 
@@ -102,19 +115,29 @@ class Moderator:
             return self._dead_letter(record, exc)
 
     async def complete(self, record: ConsumedRecord, work: Submission, control: Stall) -> Routed:
-        """Analyze, decide and encode ``work`` (from ``prepare``); raises only FatalAnalyzerError."""
+        """Analyze, decide and encode ``work`` (from ``prepare``), with the extras' side records; raises only
+        FatalAnalyzerError."""
         submission = work
         source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)
         policy = self._policy()
         analysis: Analysis | None
+        hold = False
         try:
             analysis = await self._analyzer.analyze_guarded(submission.image_url, control)
         except ImageAnalysisRejected as exc:
             analysis, verdict = None, decide_image_error(policy, exc.code)
         else:
-            verdict = decide(policy, analysis, hold=self._hold())
+            hold = self._hold()
+            verdict = decide(policy, analysis, hold=hold)
         self._observer.decided(verdict, analysis)
-        return self._result(submission, verdict, analysis, policy, source)
+        analyzed_at = self._now()
+        routed = self._result(submission, verdict, analysis, policy, source, analyzed_at=analyzed_at)
+        if not self._extras:
+            return routed
+        decided = Decided(submission, verdict, analysis, policy.version, source, analyzed_at, hold)
+        return routed._replace(
+            side=tuple(side for extra in self._extras for side in extra.side_records(decided))
+        )
 
     def _result(
         self,
@@ -123,6 +146,8 @@ class Moderator:
         analysis: Analysis | None,
         policy: Policy,
         source: SourceCoordinates,
+        *,
+        analyzed_at: datetime,
     ) -> Routed:
         model_version = analysis.model_version if analysis is not None else None
         matched = {reason.tag for reason in verdict.reasons if reason.tag}
@@ -134,7 +159,7 @@ class Moderator:
             verdict=verdict,
             policy_version=policy.version,
             model_version=model_version,
-            analyzed_at=self._now(),
+            analyzed_at=analyzed_at,
             source=source,
             worker_version=__version__,
             tags=tags,

@@ -16,7 +16,7 @@ from typing import Final, NamedTuple, Protocol
 import orjson
 
 from worker.contracts import InvalidSubmission, SchemaName, Submission
-from worker.domain import Reason, Tag, Verdict
+from worker.domain import Analysis, Reason, Tag, Verdict
 from worker.redact import redact_text, redact_url
 
 DEFAULT_KEEP_VALUE_BYTES: Final = 262_144
@@ -77,6 +77,23 @@ class SideRecord(NamedTuple):
     key: bytes | None
     value: bytes
     headers: Sequence[tuple[str, bytes]]
+
+
+class Decided(NamedTuple):
+    """One submission as decided, what a ``SideRecordSource`` of ``worker.moderation`` is told.
+
+    ``analysis`` is ``None`` when the analyzer refused the image; ``analyzed_at`` is the result's own
+    timestamp (timezone-aware), ``policy_version`` the live policy's and ``hold`` whether a hold was in
+    force (so another policy can be asked the same question).
+    """
+
+    submission: Submission
+    verdict: Verdict
+    analysis: Analysis | None
+    policy_version: str
+    source: SourceCoordinates
+    analyzed_at: datetime
+    hold: bool = False
 
 
 class Routed(NamedTuple):

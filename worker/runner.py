@@ -30,12 +30,14 @@ from worker.analysis.guarded import GuardedAnalyzer
 from worker.analysis.limiter import QuotaLimiter
 from worker.contracts import Contracts, DeadLetterReason
 from worker.errors import ConfigurationError
+from worker.evaluation.analysis_record import AnalysisRecords
+from worker.evaluation.shadow import ShadowPolicy
 from worker.kafka.clients import kafka_clients
 from worker.kafka.control import ControlState, follow_control
 from worker.kafka.loop import Pipeline, WorkerStopped
 from worker.kafka.reachability import watch_reachability
 from worker.kafka.startup import open_cluster
-from worker.moderation import Moderator, RouteTopics
+from worker.moderation import Moderator, RouteTopics, SideRecordSource
 from worker.observability.drift import DriftMonitor, DriftReference, load_reference
 from worker.observability.logs import configure_logging
 from worker.observability.metrics import Metrics
@@ -55,6 +57,23 @@ def load_configured_policy(settings: Settings, contracts: Contracts) -> Policy:
     if settings.policy_file is None:
         return load_default_policy(contracts=contracts)
     return load_policy(settings.policy_file, contracts=contracts)
+
+
+def side_record_sources(
+    settings: Settings, contracts: Contracts, metrics: Metrics
+) -> tuple[SideRecordSource, ...]:
+    """The shadow policy and the analyses topic, as the settings ask; a bad shadow policy file raises
+    ``ConfigurationError`` at start, as a bad live policy does."""
+    sources: list[SideRecordSource] = []
+    if settings.shadow_policy_file is not None:
+        shadow = load_policy(settings.shadow_policy_file, contracts=contracts)
+        metrics.set_shadow_policy(shadow.version, str(shadow.mode))
+        sources.append(ShadowPolicy(shadow, metrics, topic=settings.shadow_topic))
+    elif settings.shadow_topic is not None:  # harmless but surely not what was meant: say so once
+        log.warning("shadow_topic_without_shadow_policy", extra={"topic": settings.shadow_topic})
+    if settings.analyses_topic is not None:
+        sources.append(AnalysisRecords(settings.analyses_topic))
+    return tuple(sources)
 
 
 def build_analyzer(settings: Settings) -> Analyzer:
@@ -117,6 +136,7 @@ async def run_worker(
         watched_tags=policy.watched_tags,
     )
     metrics.set_policy(policy.version, str(policy.mode))
+    extras = side_record_sources(settings, contracts, metrics)
     drift = _drift_monitor(settings, policy)
     control = ControlState()
     metrics.set_hold(active=False)
@@ -142,6 +162,7 @@ async def run_worker(
             policy=lambda: policy,
             hold=lambda: control.hold,
             guard=policy.guard(max_value_bytes=settings.max_message_bytes),
+            extras=extras,
         )
         ops = await stack.enter_async_context(
             OpsServer(registry, health, settings.metrics_host, settings.metrics_port)

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     policy_file: OptionalPath = Field(
         None, description="policy file (policy.v1); empty: the bundled worker/policies/default.json"
     )
+    shadow_policy_file: OptionalPath = Field(None, description="a candidate policy decided, never routed by")
+    shadow_topic: OptionalText = Field(None, description="shadow results (images.shadow-results); empty: off")
+    analyses_topic: OptionalText = Field(None, description="full analyses, e.g. images.analyses; empty: off")
+    analyses_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=1, description="retention of analyses, ms")
     quota_calls_per_s: float = Field(
         20.0, ge=0.001, description="calls per second for the whole Azure resource, shared by partition"
     )
@@ -218,9 +222,19 @@ class Settings(BaseSettings):
                 settings.kafka_security()
             except ConfigurationError as exc:
                 problems.append(str(exc))
+        problems += settings._side_topic_clashes()
         if problems:
             raise ConfigurationError("invalid configuration: " + "; ".join(problems))
         return settings
+
+    def _side_topic_clashes(self) -> list[str]:
+        """Side-record topics must not be the input, a result or the dead-letter topic (one record per id)."""
+        taken = {self.input_topic, *self.output_topics}
+        return [
+            f"{variable(name)}: {topic!r} is the input or a result topic; side records need their own"
+            for name in ("shadow_topic", "analyses_topic")
+            if (topic := getattr(self, name)) in taken
+        ]
 
     def check_complete(self) -> None:
         """Cross-field checks: what the chosen analyzer needs must be present (every gap named at once)."""

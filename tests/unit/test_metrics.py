@@ -90,6 +90,8 @@ def test_catalogue_lists_every_sample_name_with_its_type_suffixes() -> None:
         "moderation_circuit_state",
         "moderation_policy_info",
         "moderation_worker_info",
+        "moderation_shadow_decisions_total",
+        "moderation_shadow_policy_info",
         "moderation_drift_psi",
         "moderation_drift_jensen_shannon",
         "moderation_drift_reference_proportion",

@@ -1,4 +1,5 @@
-"""``moderation-worker topics create``: the input, three result, dead-letter and control topics.
+"""``moderation-worker topics create``: the input, three result, dead-letter and control topics (and the
+shadow-results and analyses topics when those are on).
 
 Idempotent: topics that exist are reported and left as they are (never reconfigured).
 """
@@ -19,7 +20,8 @@ _NO_ERROR: Final = 0
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    """What to create: data topics keep ``result_retention_ms``; the control topic is compacted."""
+    """What to create: data topics keep ``result_retention_ms``; the control topic is compacted; the
+    shadow-results and analyses topics only when their feature is on, analyses with their own retention."""
     replication = settings.topic_replication
     retention = {"retention.ms": str(settings.result_retention_ms)}
     specs = [NewTopic(settings.input_topic, settings.topic_partitions, replication, topic_configs=retention)]
@@ -30,6 +32,15 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     specs.append(
         NewTopic(settings.control_topic, 1, replication, topic_configs={"cleanup.policy": "compact"})
     )
+    if settings.shadow_topic is not None:  # shadow results live as long as the results they shadow
+        specs.append(
+            NewTopic(settings.shadow_topic, settings.topic_partitions, replication, topic_configs=retention)
+        )
+    if settings.analyses_topic is not None:  # full analyses: a retention of their own (docs/replay.md)
+        kept = {"retention.ms": str(settings.analyses_retention_ms)}
+        specs.append(
+            NewTopic(settings.analyses_topic, settings.topic_partitions, replication, topic_configs=kept)
+        )
     return specs
 
 

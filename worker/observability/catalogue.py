@@ -222,6 +222,21 @@ class Catalogue:
             "moderation_hold_active", "1 while a hold turns approvals into reviews.", registry=registry
         )
         Info("moderation_worker", "The worker build.", registry=registry).info({"version": version})
+        # --- shadow policy: the live x shadow agreement matrix, nine series from the first scrape
+        shadow = Counter(
+            "moderation_shadow_decisions",
+            "Analyzed images by the live decision and the shadow policy's decision.",
+            ["live", "shadow"],
+            registry=registry,
+        )
+        self.shadow_decisions = {
+            (live, other): shadow.labels(live, other) for live in DECISIONS for other in DECISIONS
+        }
+        self.shadow_policy = Info(
+            "moderation_shadow_policy",
+            "The shadow policy decided beside the live one: version hash and mode (no labels: none).",
+            registry=registry,
+        )
         # --- drift
         drift_labels = ["dimension", "tag"]
         self.psi = Gauge(

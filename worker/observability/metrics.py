@@ -166,6 +166,19 @@ class Metrics:
         """Publish whether a hold is active."""
         self._families.hold.set(1 if active else 0)
 
+    def set_shadow_policy(self, version: str, mode: str) -> None:
+        """Publish the shadow policy decided beside the live one (``MODERATION_SHADOW_POLICY_FILE``)."""
+        self._families.shadow_policy.info({"policy_version": version, "mode": mode})
+
+    def observe_shadow_decision(self, live: str, shadow: str) -> None:
+        """Count one analyzed image decided ``live`` by the live policy and ``shadow`` by the shadow one
+        (both ``Decision`` values): one cell of the agreement matrix."""
+        try:
+            cell = self._families.shadow_decisions[(live, shadow)]
+        except KeyError:
+            raise ValueError(f"unknown decision pair {(live, shadow)!r}; expected Decision values") from None
+        cell.inc()
+
     # --- drift --------------------------------------------------------------------------------------
 
     def observe_watched(self, best: Mapping[str, float]) -> None:
