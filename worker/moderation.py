@@ -18,14 +18,17 @@ from worker.domain import Analysis, Decision, Tag, Verdict
 from worker.errors import ImageAnalysisRejected
 from worker.policy import Policy, decide, decide_image_error
 from worker.records import (
+    AuditMark,
     ConsumedRecord,
     Outcome,
     Routed,
+    SideRecord,
     SourceCoordinates,
     Stall,
     encode_dead_letter,
     encode_result,
 )
+from worker.sampling import AuditSampler
 
 DEAD_LETTER_LABEL = "dead_letter"
 # Header values that are the same on every record, encoded once.
@@ -43,6 +46,8 @@ class RouteTopics:
     needs_review: str
     rejected: str
     dead_letter: str
+    audit: str | None = None
+    """Where audit items go (``None``: nowhere, whatever the sampler says)."""
 
     def for_decision(self, decision: Decision) -> str:
         """The topic that receives results with ``decision``."""
@@ -80,16 +85,24 @@ class Moderator:
         topics: RouteTopics,
         policy: Callable[[], Policy],
         hold: Callable[[], bool] = lambda: False,
-        guard: Guard | None = None,
+        guard: Guard | Callable[[], Guard] | None = None,
+        audit: AuditSampler | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``policy``, ``hold`` and a callable ``guard`` are read per record, so a live policy change or a
+        hold applies from the next record on; ``audit`` samples automatic decisions into audit items."""
         self._contracts = contracts
         self._analyzer = analyzer
         self._observer = observer
         self._topics = topics
         self._policy = policy
         self._hold = hold
-        self._guard = guard
+        self._guard: Callable[[], Guard | None]
+        if guard is None or isinstance(guard, Guard):
+            self._guard = lambda: guard
+        else:
+            self._guard = guard
+        self._audit = audit if audit is not None and audit.enabled and topics.audit is not None else None
         self._now = now
         # (decision, policy version, model version) -> result headers: a handful of combinations in practice.
         self._headers: dict[tuple[Decision, str, str | None], Sequence[tuple[str, bytes]]] = {}
@@ -97,21 +110,25 @@ class Moderator:
     def prepare(self, record: ConsumedRecord) -> Routed | Submission:
         """Decode ``record``: its dead letter if it is refused, else the submission to analyze."""
         try:
-            return self._contracts.decode_submission(record.value, self._guard)
+            return self._contracts.decode_submission(record.value, self._guard())
         except InvalidSubmission as exc:
             return self._dead_letter(record, exc)
 
     async def complete(self, record: ConsumedRecord, work: Submission, control: Stall) -> Routed:
-        """Analyze, decide and encode ``work`` (from ``prepare``); raises only FatalAnalyzerError."""
+        """Analyze, decide and encode ``work`` (from ``prepare``); raises only FatalAnalyzerError.
+
+        The policy is read once the analysis is back, so the record is decided and encoded under one policy
+        and a live change applies to every decision taken after it arrived."""
         submission = work
         source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)
-        policy = self._policy()
         analysis: Analysis | None
         try:
             analysis = await self._analyzer.analyze_guarded(submission.image_url, control)
         except ImageAnalysisRejected as exc:
+            policy = self._policy()
             analysis, verdict = None, decide_image_error(policy, exc.code)
         else:
+            policy = self._policy()
             verdict = decide(policy, analysis, hold=self._hold())
         self._observer.decided(verdict, analysis)
         return self._result(submission, verdict, analysis, policy, source)
@@ -129,26 +146,46 @@ class Moderator:
         tags: tuple[Tag, ...] = ()
         if analysis is not None and matched:
             tags = tuple(tag for tag in analysis.tags if tag.name.casefold() in matched)
+        analyzed_at = self._now()
         value = encode_result(
             submission=submission,
             verdict=verdict,
             policy_version=policy.version,
             model_version=model_version,
-            analyzed_at=self._now(),
+            analyzed_at=analyzed_at,
             source=source,
             worker_version=__version__,
             tags=tags,
         )
+        key = submission.id.encode()
+        headers = self._result_headers(verdict.decision, policy.version, model_version)
+        side: tuple[SideRecord, ...] = ()
+        if self._audit is not None and self._topics.audit is not None:
+            probability = self._audit.chosen(submission.id, verdict.decision)
+            if probability is not None:  # the same document, marked: the published result is unchanged
+                audit_value = encode_result(
+                    submission=submission,
+                    verdict=verdict,
+                    policy_version=policy.version,
+                    model_version=model_version,
+                    analyzed_at=analyzed_at,
+                    source=source,
+                    worker_version=__version__,
+                    tags=tags,
+                    audit=AuditMark(probability),
+                )
+                side = (SideRecord(self._topics.audit, key, audit_value, headers),)
         return Routed(
             topic=self._topics.for_decision(verdict.decision),
-            key=submission.id.encode(),
+            key=key,
             value=value,
-            headers=self._result_headers(verdict.decision, policy.version, model_version),
+            headers=headers,
             label=verdict.decision,
             outcome=Outcome(
                 verdict.decision,
                 None if submission.submitted_at is None else submission.submitted_at.timestamp(),
             ),
+            side=side,
         )
 
     def _result_headers(

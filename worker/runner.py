@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -29,10 +30,13 @@ from worker.analysis.breaker import CircuitBreaker
 from worker.analysis.guarded import GuardedAnalyzer
 from worker.analysis.limiter import QuotaLimiter
 from worker.contracts import Contracts, DeadLetterReason
+from worker.domain import Decision
 from worker.errors import ConfigurationError
+from worker.intervention import ControlState
 from worker.kafka.clients import kafka_clients
-from worker.kafka.control import ControlState, follow_control
+from worker.kafka.control import follow_control
 from worker.kafka.loop import Pipeline, WorkerStopped
+from worker.kafka.replica_status import report_status
 from worker.kafka.startup import open_cluster
 from worker.moderation import Moderator, RouteTopics
 from worker.observability.drift import DriftMonitor, DriftReference, load_reference
@@ -42,6 +46,7 @@ from worker.observability.observers import CallMetrics, DecisionMetrics, Pipelin
 from worker.observability.ops_server import HealthState, OpsServer
 from worker.policy import Policy
 from worker.policy_file import load_default_policy, load_policy
+from worker.sampling import AuditSampler
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -117,8 +122,20 @@ async def run_worker(
     )
     metrics.set_policy(policy.version, str(policy.mode))
     drift = _drift_monitor(settings, policy)
-    control = ControlState()
+    # The file policy until the control topic says otherwise: ``control`` is read on every record.
+    control = ControlState(
+        file_policy=policy, contracts=contracts, max_value_bytes=settings.max_message_bytes
+    )
     metrics.set_hold(active=False)
+    metrics.set_intake_paused(paused=False)
+    status_changed = asyncio.Event()
+
+    def control_changed(state: ControlState) -> None:
+        metrics.set_hold(active=state.hold)
+        metrics.set_intake_paused(paused=state.paused)
+        metrics.set_policy(state.policy().version, str(state.policy().mode))
+        status_changed.set()
+
     limiter = QuotaLimiter(settings.quota_calls_per_s)
     breaker = CircuitBreaker(failure_threshold=5, window_s=10.0, open_for_s=5.0, clock=time.monotonic)
     async with AsyncExitStack() as stack:
@@ -136,10 +153,12 @@ async def run_worker(
                 settings.review_topic,
                 settings.rejected_topic,
                 settings.dead_letter_topic,
+                audit=settings.audit_topic,
             ),
-            policy=lambda: policy,
+            policy=control.policy,
             hold=lambda: control.hold,
-            guard=policy.guard(max_value_bytes=settings.max_message_bytes),
+            guard=control.guard,
+            audit=audit_sampler(settings),
         )
         ops = await stack.enter_async_context(
             OpsServer(registry, health, settings.metrics_host, settings.metrics_port)
@@ -152,14 +171,15 @@ async def run_worker(
             consumer,
             producer,
             moderator,
-            PipelineMetrics(metrics, health),
+            PipelineMetrics(metrics, health, audit_topic=settings.audit_topic),
             input_topic=settings.input_topic,
             max_in_flight=settings.max_in_flight,
             max_in_flight_per_partition=settings.max_in_flight_per_partition,
             drain_timeout_s=settings.drain_timeout_s,
             on_assignment=limiter.set_share,
+            intake_paused=lambda: control.paused,
         )
-        consumer.subscribe([settings.input_topic], listener=pipeline.listener())
+        caught_up = asyncio.Event()
         controller = asyncio.create_task(
             follow_control(
                 settings.bootstrap_servers,
@@ -167,8 +187,15 @@ async def run_worker(
                 control,
                 contracts,
                 options=options,
-                on_change=lambda state: metrics.set_hold(active=state.hold),
+                on_change=control_changed,
+                caught_up=caught_up,
             )
+        )
+        # The first record is decided under the applied policy (and a pause or hold) already in force.
+        await _first_of(caught_up, controller)
+        consumer.subscribe([settings.input_topic], listener=pipeline.listener())
+        reporter = asyncio.create_task(
+            report_status(producer, settings.control_topic, _replica_id(settings), control, status_changed)
         )
         publisher = asyncio.create_task(
             publish_periodically(
@@ -184,7 +211,7 @@ async def run_worker(
             extra={
                 "topic": settings.input_topic,
                 "group_id": settings.group_id,
-                "policy_version": policy.version,
+                "policy_version": control.policy_version,
             },
         )
         try:
@@ -198,12 +225,35 @@ async def run_worker(
             print(f"moderation-worker: fatal: {type(exc.cause).__name__}: {exc}", file=sys.stderr)  # noqa: T201
             return EXIT_FATAL
         finally:
-            for task in (publisher, controller):
+            for task in (publisher, reporter, controller):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
     log.info("worker_stopped")
     return EXIT_OK
+
+
+def audit_sampler(settings: Settings) -> AuditSampler:
+    """The audit sampler of ``MODERATION_AUDIT_*``: rates per automatic decision, the hash key."""
+    return AuditSampler(
+        {Decision.APPROVED: settings.audit_approved_rate, Decision.REJECTED: settings.audit_rejected_rate},
+        key=settings.audit_key.get_secret_value().encode(),
+    )
+
+
+def _replica_id(settings: Settings) -> str:
+    return settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def _first_of(caught_up: asyncio.Event, controller: asyncio.Task[None]) -> None:
+    """Wait until the control topic is caught up with; raise what stopped the controller first, if so."""
+    waiter = asyncio.ensure_future(caught_up.wait())
+    try:
+        await asyncio.wait({waiter, controller}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if not caught_up.is_set():
+        await controller  # raises what stopped it
 
 
 def _drift_monitor(settings: Settings, policy: Policy) -> DriftMonitor:

@@ -95,8 +95,11 @@ class Pipeline(Generic[Work]):
         poll_keepalive_s: float = 5.0,
         lag_report_interval_s: float = 0.5,
         on_assignment: Callable[[int, int], None] | None = None,
+        intake_paused: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``intake_paused()`` true stops intake (``moderation-worker pause``): records in flight finish and
+        commit, no new one starts, the replica stays in the group."""
         self._consumer = consumer
         self._handler = handler
         self._observer = observer
@@ -105,6 +108,7 @@ class Pipeline(Generic[Work]):
         self._commit_interval_s = commit_interval_s
         self._poll_keepalive_s = poll_keepalive_s
         self._clock = clock
+        self._intake_paused = intake_paused
         self._committer = Committer(consumer, observer, clock=clock)
         self._partitions = Partitions(
             consumer,
@@ -154,10 +158,11 @@ class Pipeline(Generic[Work]):
 
     async def _intake_once(self) -> None:
         free = self._max_in_flight - self._in_flight
-        held = self._partitions.hold(intake_full=free <= 0)
+        paused = self._intake_paused()
+        held = self._partitions.hold(intake_full=free <= 0, intake_paused=paused)
         assigned = self._partitions.assigned
         eligible = [tp for tp in assigned if tp not in held]
-        if free <= 0 or (assigned and not eligible):
+        if free <= 0 or paused or (assigned and not eligible):
             await self._wait_for_slot()
             return
         # Held partitions are left out of the poll rather than paused (see ``worker.kafka.partitions``).

@@ -142,12 +142,14 @@ class Partitions:
         """The state of ``tp``, or ``None`` if this replica does not own it (any more)."""
         return self._states.get(tp)
 
-    def hold(self, *, intake_full: bool) -> set[TopicPartition]:
+    def hold(self, *, intake_full: bool, intake_paused: bool = False) -> set[TopicPartition]:
         """Pause stalled partitions at the consumer (resume unstalled ones); return every held partition.
 
-        Held: stalled, at ``max_in_flight_per_partition``, or all of them when ``intake_full``.
+        Held: stalled, at ``max_in_flight_per_partition``, or all of them when ``intake_full``. While
+        ``intake_paused`` (``moderation-worker pause``) every partition is held and paused at the consumer:
+        it will not move until ``resume``, and the group membership stays.
         """
-        stalled = {tp for tp, state in self._states.items() if state.stalled}
+        stalled = {tp for tp, state in self._states.items() if state.stalled or intake_paused}
         held = {
             tp
             for tp, state in self._states.items()
