@@ -221,14 +221,19 @@ class ReplicaStatus(NamedTuple):
     reported_at: str
 
 
-def status_record(replica_id: str, state: ControlState, *, now: datetime) -> bytes:
-    """A ``control.v1`` status record of ``state`` (key ``status_key(replica_id)``)."""
+def status_record(
+    replica_id: str, state: ControlState, *, now: datetime, paused: bool | None = None
+) -> bytes:
+    """A ``control.v1`` status record of ``state`` (key ``status_key(replica_id)``).
+
+    ``paused``: whether the replica's intake has actually stopped (its loop saw the pause between two
+    polls), which trails ``state.paused`` by up to one poll; ``None`` reports ``state.paused``."""
     document = _command(Command.STATUS, now, None, replica_id)
     document["policy_version"] = state.policy().version
     document["replica"] = {
         "id": replica_id,
         "policy_source": state.policy_source,
-        "paused": state.paused,
+        "paused": state.paused if paused is None else paused,
         "hold": state.hold,
     }
     return orjson.dumps(document)

@@ -126,16 +126,7 @@ async def run_worker(
     control = ControlState(
         file_policy=policy, contracts=contracts, max_value_bytes=settings.max_message_bytes
     )
-    metrics.set_hold(active=False)
-    metrics.set_intake_paused(paused=False)
-    status_changed = asyncio.Event()
-
-    def control_changed(state: ControlState) -> None:
-        metrics.set_hold(active=state.hold)
-        metrics.set_intake_paused(paused=state.paused)
-        metrics.set_policy(state.policy().version, str(state.policy().mode))
-        status_changed.set()
-
+    hooks = ControlHooks(control, metrics)
     limiter = QuotaLimiter(settings.quota_calls_per_s)
     breaker = CircuitBreaker(failure_threshold=5, window_s=10.0, open_for_s=5.0, clock=time.monotonic)
     async with AsyncExitStack() as stack:
@@ -177,7 +168,7 @@ async def run_worker(
             max_in_flight_per_partition=settings.max_in_flight_per_partition,
             drain_timeout_s=settings.drain_timeout_s,
             on_assignment=limiter.set_share,
-            intake_paused=lambda: control.paused,
+            intake_paused=hooks.intake_paused,
         )
         caught_up = asyncio.Event()
         controller = asyncio.create_task(
@@ -187,7 +178,7 @@ async def run_worker(
                 control,
                 contracts,
                 options=options,
-                on_change=control_changed,
+                on_change=hooks.control_changed,
                 caught_up=caught_up,
             )
         )
@@ -195,7 +186,14 @@ async def run_worker(
         await _first_of(caught_up, controller)
         consumer.subscribe([settings.input_topic], listener=pipeline.listener())
         reporter = asyncio.create_task(
-            report_status(producer, settings.control_topic, _replica_id(settings), control, status_changed)
+            report_status(
+                producer,
+                settings.control_topic,
+                _replica_id(settings),
+                control,
+                hooks.changed,
+                intake_stopped=lambda: hooks.stopped,
+            )
         )
         publisher = asyncio.create_task(
             publish_periodically(
@@ -231,6 +229,38 @@ async def run_worker(
                     await task
     log.info("worker_stopped")
     return EXIT_OK
+
+
+class ControlHooks:
+    """Where the control state meets the loop, the metrics and the status reporter.
+
+    ``intake_paused`` is what the loop asks before each poll (``Pipeline(intake_paused=...)``); ``stopped``
+    is its answer as last given, so it turns true only once no poll is under way: that is what the status
+    record and ``moderation_intake_paused`` report. ``control_changed`` is the control listener's callback.
+    ``changed`` is set whenever a report is due.
+    """
+
+    def __init__(self, control: ControlState, metrics: Metrics) -> None:
+        self._control = control
+        self._metrics = metrics
+        self.changed = asyncio.Event()
+        self.stopped = False
+        metrics.set_hold(active=False)
+        metrics.set_intake_paused(paused=False)
+
+    def intake_paused(self) -> bool:
+        paused = self._control.paused
+        if paused != self.stopped:
+            self.stopped = paused
+            self._metrics.set_intake_paused(paused=paused)
+            self.changed.set()
+        return paused
+
+    def control_changed(self, state: ControlState) -> None:
+        self._metrics.set_hold(active=state.hold)
+        policy = state.policy()
+        self._metrics.set_policy(policy.version, str(policy.mode))
+        self.changed.set()
 
 
 def audit_sampler(settings: Settings) -> AuditSampler:

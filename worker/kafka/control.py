@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from worker.contracts import Contracts, SchemaName
@@ -61,14 +62,23 @@ def _document(record: ConsumerRecord[bytes, bytes], contracts: Contracts) -> Con
     return document
 
 
-async def _assign_all(consumer: AIOKafkaConsumer, topic: str) -> dict[TopicPartition, int]:
-    """Assign every partition of ``topic`` from the beginning; returns their end offsets right now."""
-    await consumer.topics()  # refreshes the metadata, so a topic that exists is known
-    partitions = [
-        TopicPartition(topic, partition) for partition in consumer.partitions_for_topic(topic) or ()
-    ]
-    if not partitions:
+async def _assign_all(
+    consumer: AIOKafkaConsumer, bootstrap_servers: str, options: ConnectionOptions, topic: str
+) -> dict[TopicPartition, int]:
+    """Assign every partition of ``topic`` from the beginning; returns their end offsets right now.
+
+    The partitions come from the cluster (a describe request): the consumer's own metadata knows only the
+    topics it subscribed to. A topic that does not exist has none: ``{}``.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **options.client_kwargs())
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0:  # unknown topic (or not authorised to see it)
         return {}
+    partitions = [TopicPartition(topic, entry["partition"]) for entry in described["partitions"]]
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
     ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
@@ -108,14 +118,14 @@ async def follow_control(
     )
     await consumer.start()
     try:
-        ends = await _assign_all(consumer, topic)
+        ends = await _assign_all(consumer, bootstrap_servers, options, topic)
         if not ends:  # nothing to catch up with; follow the topic once `topics create` made it
             log.warning("control_topic_missing", extra={"topic": topic})
             if caught_up is not None:
                 caught_up.set()
         while not ends:
             await asyncio.sleep(_MISSING_TOPIC_RECHECK_S)
-            ends = await _assign_all(consumer, topic)
+            ends = await _assign_all(consumer, bootstrap_servers, options, topic)
         while True:
             batch = await consumer.getmany(timeout_ms=_POLL_MS)
             for records in batch.values():
@@ -174,7 +184,7 @@ async def read_control(settings: Settings) -> dict[bytes, ControlDocument | None
         try:  # stop() also after a failed start(): it closes what start() opened
             security = settings.kafka_security()
             await start_explained(consumer.start, settings.bootstrap_servers, security, options)
-            ends = await _assign_all(consumer, settings.control_topic)
+            ends = await _assign_all(consumer, settings.bootstrap_servers, options, settings.control_topic)
             while not await _reached(consumer, ends):
                 batch = await consumer.getmany(timeout_ms=_POLL_MS)
                 for records in batch.values():

@@ -44,17 +44,21 @@ async def report_status(
     state: ControlState,
     changed: asyncio.Event,
     *,
+    intake_stopped: Callable[[], bool] | None = None,
     interval_s: float = HEARTBEAT_S,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> None:
     """Report ``state`` now, whenever ``changed`` is set, and every ``interval_s``; until cancelled, then
-    remove the report. A failed send is logged and retried at the next report (status is advisory)."""
+    remove the report. ``intake_stopped()`` is reported as ``paused`` (the loop's view, see
+    ``status_record``). A failed send is logged and retried at the next report (status is advisory)."""
     key = status_key(replica_id)
     try:
         while True:
             changed.clear()
             try:
-                await producer.send_and_wait(topic, status_record(replica_id, state, now=now()), key=key)
+                paused = None if intake_stopped is None else intake_stopped()
+                value = status_record(replica_id, state, now=now(), paused=paused)
+                await producer.send_and_wait(topic, value, key=key)
             except KafkaError as exc:
                 log.warning("status_report_failed", extra={"error_class": type(exc).__name__})
             with contextlib.suppress(TimeoutError):
