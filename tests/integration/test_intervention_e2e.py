@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.emulator import TEST_KEY
 from tests.kafka_helpers import create_topics, produce_all, read_all, read_to_end
@@ -104,18 +105,24 @@ async def replicas(
 
 async def command(cluster: Cluster, *args: str) -> tuple[int, str]:
     """Run ``moderation-worker ARGS`` against the cluster; its exit code and stderr."""
+    code, _, stderr = await command_output(cluster, *args)
+    return code, stderr
+
+
+async def command_output(cluster: Cluster, *args: str) -> tuple[int, str, str]:
+    """Run ``moderation-worker ARGS`` against the cluster; its exit code, stdout and stderr."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "worker.cli",
         *args,
         env=dict(cluster.env) | {"NO_PROXY": "127.0.0.1,localhost"},
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
-    return process.returncode, stderr.decode()
+    return process.returncode, stdout.decode(), stderr.decode()
 
 
 async def wait_for_status(
@@ -154,6 +161,16 @@ async def _committed(cluster: Cluster, partitions: int = 4) -> int:
         return sum([await consumer.committed(tp) or 0 for tp in tps])
     finally:
         await consumer.stop()
+
+
+def _lag(metrics: str) -> float:
+    """The sum of ``moderation_consumer_lag_records`` over the partitions in a scrape."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "moderation_consumer_lag_records"
+        for sample in family.samples
+    )
 
 
 async def _scrape(port: int, path: str) -> tuple[int, str]:
@@ -197,13 +214,16 @@ async def test_pause_stops_intake_on_every_replica_and_resume_drains_with_nothin
         assert (0, "") == await command(cluster, "resume", "--by", "oncall")
         await wait_for_routed(kafka_bootstrap, cluster.topics, 200, timeout_s=60)
         await wait_for_status(cluster, lambda status: _all(status, ["r1", "r2"], paused=False))
+    after_stop = await policy_status(worker_settings(cluster.env))
 
     seen = await ledger(kafka_bootstrap, cluster.topics, expected_total=200)
     assert 100 == len(while_paused)
-    assert 100 == committed_while_paused  # the 100 submitted during the pause wait, visible as lag
+    assert 100 == committed_while_paused  # the 100 submitted during the pause wait
+    assert 100 == sum(_lag(metrics[1]) for _, metrics in scrapes.values())  # ... visible as lag
     for ready, metrics in scrapes.values():
         assert 200 == ready[0]
         assert "moderation_intake_paused 1.0" in metrics[1]
+    assert () == after_stop.replicas  # a clean stop removes the replica's status
     assert ({f"during-{i:05d}" for i in range(100)} | {f"before-{i:05d}" for i in range(100)}) == set(seen)
     assert (0, {"approved"}) == (duplicates(seen), {route for routes in seen.values() for route in routes})
 
@@ -226,6 +246,7 @@ async def test_policy_apply_switches_every_replica_within_2_s_and_rollback_retur
         applied_at = datetime.now(UTC)
         assert (0, "") == await command(cluster, "policy", "apply", str(strict), "--reason", "tighter")
         status = await wait_for_status(cluster, lambda status: _all(status, ["r1", "r2"], policy_version=new))
+        status_code, shown, _ = await command_output(cluster, "policy", "status", "--format", "json")
         await wait_for_routed(kafka_bootstrap, cluster.topics, 1400, timeout_s=120)
 
         rolled_back_at = datetime.now(UTC)
@@ -253,6 +274,11 @@ async def test_policy_apply_switches_every_replica_within_2_s_and_rollback_retur
     )
     assert [("applied", False)] * 2 == [
         (replica.policy_source, replica.paused) for replica in status.replicas
+    ]
+    listed = orjson.loads(shown)
+    assert (0, new) == (status_code, listed["applied_policy_version"])
+    assert [("r1", new, False), ("r2", new, False)] == [
+        (row["replica_id"], row["policy_version"], row["stale"]) for row in listed["replicas"]
     ]
     assert total == len({d["id"] for d in results}) == len(results)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from worker.kafka.committer import CommitObserver, Committer, OffsetCommitting
 from worker.kafka.outbox import Outbox, Producer
@@ -67,6 +68,9 @@ class Consumer(PartitionConsumer, OffsetCommitting, Protocol):
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> Mapping[TopicPartition, Sequence[ConsumedRecord]]: ...
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int]:
+        """The broker's end offset (next offset to be written) of each partition."""
 
 
 class WorkerStopped(Exception):
@@ -164,6 +168,8 @@ class Pipeline(Generic[Work]):
         eligible = [tp for tp in assigned if tp not in held]
         if free <= 0 or paused or (assigned and not eligible):
             await self._wait_for_slot()
+            if paused:
+                await self._report_paused_lag()
             return
         # Held partitions are left out of the poll rather than paused (see ``worker.kafka.partitions``).
         # Without any assignment yet, poll everything so the assignment can arrive. While some partitions
@@ -175,6 +181,20 @@ class Pipeline(Generic[Work]):
         await self._start_all(batch)
         self._observer.in_flight(self._in_flight)
         self._partitions.polled(self._polled_at)
+
+    async def _report_paused_lag(self) -> None:
+        """While intake is paused nothing is fetched and the consumer's high watermarks stand still: ask the
+        broker for the end offsets, so the lag shows the records waiting. A failed request skips a report."""
+        now = asyncio.get_running_loop().time()
+        assigned = list(self._partitions.assigned)
+        if not assigned or not self._partitions.lag_due(now):
+            return
+        try:
+            ends = await self._consumer.end_offsets(assigned)
+        except KafkaError as exc:
+            log.warning("lag_refresh_failed", extra={"error_class": type(exc).__name__})
+            return
+        self._partitions.polled(now, ends)
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
         """Wake ``_wait_for_slot`` when ``stop`` is set: one task for the run instead of two per wait."""

@@ -57,6 +57,9 @@ class PartitionState:
     oldest_timestamp_ms: dict[int, int] = field(default_factory=dict)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever nothing of this partition is in flight."""
+    resumed_at: int | None = None
+    """The group's committed offset when the partition was assigned: where its lag counts from until a
+    record of it finishes (``None``: the group never committed it)."""
 
     def start(self, offset: int, timestamp_ms: int) -> None:
         """A record is taken in flight (offsets in increasing order)."""
@@ -175,15 +178,25 @@ class Partitions:
             if still_assigned := [tp for tp in active if tp in self._consumer.assignment()]:
                 self._consumer.resume(*still_assigned)
 
-    def polled(self, at: float) -> None:
-        """A poll happened at ``at`` (seconds, any monotonic clock): report lag every few seconds of those."""
-        if at - self._lag_reported_at < self._lag_report_interval_s:
+    def lag_due(self, at: float) -> bool:
+        """Whether ``polled(at)`` would report lag (one report every ``lag_report_interval_s``)."""
+        return at - self._lag_reported_at >= self._lag_report_interval_s
+
+    def polled(self, at: float, ends: Mapping[TopicPartition, int] | None = None) -> None:
+        """A poll happened at ``at`` (seconds, any monotonic clock): report lag every few seconds of those.
+
+        ``ends``: end offsets asked of the broker, for partitions the consumer does not fetch (paused),
+        whose own high watermark stands still; the consumer's are used otherwise.
+        """
+        if not self.lag_due(at):
             return
         self._lag_reported_at = at
         now_ms = self._clock() * 1000
         for tp, state in self._states.items():
-            highwater = self._consumer.highwater(tp)
+            highwater = self._consumer.highwater(tp) if ends is None else ends.get(tp)
             committable = state.tracker.committable()
+            if committable is None:
+                committable = state.resumed_at
             if highwater is None or committable is None:
                 continue
             records = max(highwater - committable, 0)
@@ -210,10 +223,13 @@ class Partitions:
 
     async def on_assigned(self, assigned: Collection[TopicPartition]) -> None:
         """Start tracking newly assigned partitions at their committed position; re-share the quota."""
-        for tp in assigned:
-            if tp not in self._states:
-                self._states[tp] = PartitionState(self._committer.track(tp))
-        self._observer.assigned({tp: await self._consumer.committed(tp) for tp in self._states})
+        new = [tp for tp in assigned if tp not in self._states]
+        for tp in new:
+            self._states[tp] = PartitionState(self._committer.track(tp))
+        committed = {tp: await self._consumer.committed(tp) for tp in self._states}
+        for tp in new:
+            self._states[tp].resumed_at = committed[tp]
+        self._observer.assigned(committed)
         total = len(self._consumer.partitions_for_topic(self._input_topic) or ())
         if self._on_assignment is not None:
             self._on_assignment(len(self._states), max(total, len(self._states)))
