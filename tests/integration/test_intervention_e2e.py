@@ -229,7 +229,10 @@ async def test_pause_stops_intake_on_every_replica_and_resume_drains_with_nothin
 
 
 async def test_policy_apply_switches_every_replica_within_2_s_and_rollback_returns(
-    cluster: Cluster, kafka_bootstrap: str, tmp_path: Path
+    cluster: Cluster,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     """Under a steady stream: after ``policy apply`` no approval under the old version is taken later than
     2 s after it; ``policy status`` lists both replicas under the new version; after ``rollback`` no
@@ -243,17 +246,21 @@ async def test_policy_apply_switches_every_replica_within_2_s_and_rollback_retur
         await produce_all(kafka_bootstrap, cluster.topics.input, _approved("img", total))
         await wait_for_routed(kafka_bootstrap, cluster.topics, 300, timeout_s=120)
 
-        applied_at = datetime.now(UTC)
         assert (0, "") == await command(cluster, "policy", "apply", str(strict), "--reason", "tighter")
         status = await wait_for_status(cluster, lambda status: _all(status, ["r1", "r2"], policy_version=new))
         status_code, shown, _ = await command_output(cluster, "policy", "status", "--format", "json")
         await wait_for_routed(kafka_bootstrap, cluster.topics, 1400, timeout_s=120)
 
-        rolled_back_at = datetime.now(UTC)
         assert (0, "") == await command(cluster, "policy", "rollback", "--by", "oncall")
         await wait_for_status(cluster, lambda status: _all(status, ["r1", "r2"], policy_version=old))
         await wait_for_routed(kafka_bootstrap, cluster.topics, total, timeout_s=120)
     results = await _all_results(cluster, kafka_bootstrap)
+    # "After apply": from the moment the broker took the policy record (its timestamp, set at send).
+    applied_at, rolled_back_at = [
+        datetime.fromtimestamp(record.timestamp / 1000, UTC)
+        for record in await read_to_end(kafka_bootstrap, cluster.control_topic)
+        if record.key == b"policy"
+    ]
 
     def analyzed(doc: Mapping[str, Any]) -> datetime:
         return datetime.fromisoformat(doc["analyzed_at"])
@@ -265,6 +272,12 @@ async def test_policy_apply_switches_every_replica_within_2_s_and_rollback_retur
     late_old = [d for d in results if d["policy_version"] == old and switched < analyzed(d) < rolled_back_at]
     late_new = [d for d in results if d["policy_version"] == new and analyzed(d) > returned]
     under_new = [d for d in results if d["policy_version"] == new]
+    last_old = max(
+        analyzed(d) for d in results if d["policy_version"] == old and analyzed(d) < rolled_back_at
+    )
+    first_new = min(analyzed(d) for d in under_new)
+    for name, moment in (("last_old_after_apply_s", last_old), ("first_new_after_apply_s", first_new)):
+        record_property(name, (moment - applied_at).total_seconds())  # reported, not asserted
     assert ([], []) == (late_old, late_new)
     assert {"rejected"} == {d["decision"] for d in under_new}
     assert 0 < len(under_new) < total
