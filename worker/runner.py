@@ -182,8 +182,9 @@ async def run_worker(
                 caught_up=caught_up,
             )
         )
+        stack.push_async_callback(_cancelled, controller)
         # The first record is decided under the applied policy (and a pause or hold) already in force.
-        await _first_of(caught_up, controller)
+        await _caught_up(caught_up, controller, stop)
         consumer.subscribe([settings.input_topic], listener=pipeline.listener())
         reporter = asyncio.create_task(
             report_status(
@@ -223,7 +224,7 @@ async def run_worker(
             print(f"moderation-worker: fatal: {type(exc.cause).__name__}: {exc}", file=sys.stderr)  # noqa: T201
             return EXIT_FATAL
         finally:
-            for task in (publisher, reporter, controller):
+            for task in (publisher, reporter):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -275,15 +276,22 @@ def _replica_id(settings: Settings) -> str:
     return settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def _first_of(caught_up: asyncio.Event, controller: asyncio.Task[None]) -> None:
-    """Wait until the control topic is caught up with; raise what stopped the controller first, if so."""
-    waiter = asyncio.ensure_future(caught_up.wait())
+async def _caught_up(caught_up: asyncio.Event, controller: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Wait until the control topic is caught up with (or ``stop``); raise what stopped the controller."""
+    waiters = {asyncio.ensure_future(caught_up.wait()), asyncio.ensure_future(stop.wait())}
     try:
-        await asyncio.wait({waiter, controller}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({*waiters, controller}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        waiter.cancel()
-    if not caught_up.is_set():
+        for waiter in waiters:
+            waiter.cancel()
+    if controller.done() and not caught_up.is_set():
         await controller  # raises what stopped it
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _drift_monitor(settings: Settings, policy: Policy) -> DriftMonitor:

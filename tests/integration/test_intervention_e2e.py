@@ -192,8 +192,8 @@ async def _all_results(cluster: Cluster, bootstrap: str) -> list[dict[str, Any]]
 async def test_pause_stops_intake_on_every_replica_and_resume_drains_with_nothing_lost(
     cluster: Cluster, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    """pause: both replicas stop intake (reported, gauged), stay ready and in the group, lag grows; resume:
-    every submission is routed exactly once, without a rebalance's duplicates."""
+    """pause: both replicas stop intake (reported, gauged), stay ready and in the group, lag grows; a third
+    started meanwhile stays paused; resume: every submission is routed exactly once, without duplicates."""
     async with replicas(cluster, ["r1", "r2"], tmp_path / "workers.log") as ports:
         await wait_for_status(cluster, lambda status: _all(status, ["r1", "r2"], paused=False))
         await produce_all(kafka_bootstrap, cluster.topics.input, _approved("before", 100))
@@ -202,18 +202,21 @@ async def test_pause_stops_intake_on_every_replica_and_resume_drains_with_nothin
         assert (0, "") == await command(cluster, "pause", "--reason", "incident 43", "--by", "oncall")
         await wait_for_status(cluster, lambda status: _all(status, ["r1", "r2"], paused=True))
         await produce_all(kafka_bootstrap, cluster.topics.input, _approved("during", 100))
-        while_paused = await read_all(
-            kafka_bootstrap, cluster.topics.route("approved"), expected=None, idle_s=3
-        )
-        scrapes = {
-            name: (await _scrape(port, "/readyz"), await _scrape(port, "/metrics"))
-            for name, port in ports.items()
-        }
-        committed_while_paused = await _committed(cluster)
+        # A replica started during the pause reads it from the control topic and stays paused too.
+        async with replicas(cluster, ["r3"], tmp_path / "workers.log") as late:
+            await wait_for_status(cluster, lambda status: _all(status, ["r1", "r2", "r3"], paused=True))
+            while_paused = await read_all(
+                kafka_bootstrap, cluster.topics.route("approved"), expected=None, idle_s=3
+            )
+            scrapes = {
+                name: (await _scrape(port, "/readyz"), await _scrape(port, "/metrics"))
+                for name, port in (ports | late).items()
+            }
+            committed_while_paused = await _committed(cluster)
 
-        assert (0, "") == await command(cluster, "resume", "--by", "oncall")
-        await wait_for_routed(kafka_bootstrap, cluster.topics, 200, timeout_s=60)
-        await wait_for_status(cluster, lambda status: _all(status, ["r1", "r2"], paused=False))
+            assert (0, "") == await command(cluster, "resume", "--by", "oncall")
+            await wait_for_routed(kafka_bootstrap, cluster.topics, 200, timeout_s=60)
+            await wait_for_status(cluster, lambda status: _all(status, ["r1", "r2", "r3"], paused=False))
     after_stop = await policy_status(worker_settings(cluster.env))
 
     seen = await ledger(kafka_bootstrap, cluster.topics, expected_total=200)
