@@ -19,6 +19,7 @@ from worker.domain import Analysis, Decision, Tag, Verdict
 from worker.errors import ImageAnalysisRejected
 from worker.policy import Policy, decide, decide_image_error
 from worker.records import (
+    AuditMark,
     ConsumedRecord,
     Decided,
     Outcome,
@@ -29,6 +30,7 @@ from worker.records import (
     encode_dead_letter,
     encode_result,
 )
+from worker.sampling import AuditSampler
 
 DEAD_LETTER_LABEL = "dead_letter"
 # Header values that are the same on every record, encoded once.
@@ -46,6 +48,8 @@ class RouteTopics:
     needs_review: str
     rejected: str
     dead_letter: str
+    audit: str | None = None
+    """Where audit items go (``None``: nowhere, whatever the sampler says)."""
 
     def for_decision(self, decision: Decision) -> str:
         """The topic that receives results with ``decision``."""
@@ -90,18 +94,26 @@ class Moderator:
         topics: RouteTopics,
         policy: Callable[[], Policy],
         hold: Callable[[], bool] = lambda: False,
-        guard: Guard | None = None,
+        guard: Guard | Callable[[], Guard] | None = None,
+        audit: AuditSampler | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         extras: Sequence[SideRecordSource] = (),
     ) -> None:
-        """``extras`` add side records to every decided submission's ``Routed`` (none to dead letters)."""
+        """``policy``, ``hold`` and a callable ``guard`` are read per record, so a live policy change or a
+        hold applies from the next record on; ``audit`` samples automatic decisions into audit items;
+        ``extras`` add side records to every decided submission's ``Routed`` (none to dead letters)."""
         self._contracts = contracts
         self._analyzer = analyzer
         self._observer = observer
         self._topics = topics
         self._policy = policy
         self._hold = hold
-        self._guard = guard
+        self._guard: Callable[[], Guard | None]
+        if guard is None or isinstance(guard, Guard):
+            self._guard = lambda: guard
+        else:
+            self._guard = guard
+        self._audit = audit if audit is not None and audit.enabled and topics.audit is not None else None
         self._now = now
         self._extras = tuple(extras)
         # (decision, policy version, model version) -> result headers: a handful of combinations in practice.
@@ -110,23 +122,27 @@ class Moderator:
     def prepare(self, record: ConsumedRecord) -> Routed | Submission:
         """Decode ``record``: its dead letter if it is refused, else the submission to analyze."""
         try:
-            return self._contracts.decode_submission(record.value, self._guard)
+            return self._contracts.decode_submission(record.value, self._guard())
         except InvalidSubmission as exc:
             return self._dead_letter(record, exc)
 
     async def complete(self, record: ConsumedRecord, work: Submission, control: Stall) -> Routed:
         """Analyze, decide and encode ``work`` (from ``prepare``), with the extras' side records; raises only
-        FatalAnalyzerError."""
+        FatalAnalyzerError.
+
+        The policy is read once the analysis is back, so the record is decided and encoded under one policy
+        and a live change applies to every decision taken after it arrived."""
         submission = work
         source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)
-        policy = self._policy()
         analysis: Analysis | None
         hold = False
         try:
             analysis = await self._analyzer.analyze_guarded(submission.image_url, control)
         except ImageAnalysisRejected as exc:
+            policy = self._policy()
             analysis, verdict = None, decide_image_error(policy, exc.code)
         else:
+            policy = self._policy()
             hold = self._hold()
             verdict = decide(policy, analysis, hold=hold)
         self._observer.decided(verdict, analysis)
@@ -135,9 +151,8 @@ class Moderator:
         if not self._extras:
             return routed
         decided = Decided(submission, verdict, analysis, policy.version, source, analyzed_at, hold)
-        return routed._replace(
-            side=tuple(side for extra in self._extras for side in extra.side_records(decided))
-        )
+        extra_sides = tuple(side for extra in self._extras for side in extra.side_records(decided))
+        return routed._replace(side=routed.side + extra_sides)  # after the audit copy, if any
 
     def _result(
         self,
@@ -164,16 +179,35 @@ class Moderator:
             worker_version=__version__,
             tags=tags,
         )
+        key = submission.id.encode()
+        headers = self._result_headers(verdict.decision, policy.version, model_version)
+        side: tuple[SideRecord, ...] = ()
+        if self._audit is not None and self._topics.audit is not None:
+            probability = self._audit.chosen(submission.id, verdict.decision)
+            if probability is not None:  # the same document, marked: the published result is unchanged
+                audit_value = encode_result(
+                    submission=submission,
+                    verdict=verdict,
+                    policy_version=policy.version,
+                    model_version=model_version,
+                    analyzed_at=analyzed_at,
+                    source=source,
+                    worker_version=__version__,
+                    tags=tags,
+                    audit=AuditMark(probability),
+                )
+                side = (SideRecord(self._topics.audit, key, audit_value, headers),)
         return Routed(
             topic=self._topics.for_decision(verdict.decision),
-            key=submission.id.encode(),
+            key=key,
             value=value,
-            headers=self._result_headers(verdict.decision, policy.version, model_version),
+            headers=headers,
             label=verdict.decision,
             outcome=Outcome(
                 verdict.decision,
                 None if submission.submitted_at is None else submission.submitted_at.timestamp(),
             ),
+            side=side,
         )
 
     def _result_headers(

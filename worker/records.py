@@ -96,6 +96,12 @@ class Decided(NamedTuple):
     hold: bool = False
 
 
+class AuditMark(NamedTuple):
+    """What an audit item adds to its result: the inclusion probability with which it was sampled."""
+
+    probability: float
+
+
 class Routed(NamedTuple):
     """One output record: where it goes, what it says, the label metrics count it under, and its outcome.
 
@@ -163,11 +169,13 @@ def encode_result(
     source: SourceCoordinates,
     worker_version: str,
     tags: Sequence[Tag] = (),
+    audit: AuditMark | None = None,
 ) -> bytes:
     """Serialise a ``moderation-result.v1`` document; the image URL is written redacted.
 
     ``tags`` are the ones worth showing downstream (matched or top tags); at most ``MAX_RESULT_TAGS`` are
-    kept, highest confidence first. ``analyzed_at`` must be timezone-aware.
+    kept, highest confidence first. ``analyzed_at`` must be timezone-aware. ``audit`` makes the document an
+    audit item (the ``audit`` property), the copy of a published result sampled for reviewers.
     """
     document: dict[str, object] = {
         "schema": _RESULT_SCHEMA,
@@ -184,6 +192,8 @@ def encode_result(
     if tags:
         kept = sorted(tags, key=_by_confidence)[:MAX_RESULT_TAGS] if len(tags) > 1 else tags
         document["tags"] = [{"name": tag.name, "confidence": tag.confidence} for tag in kept]
+    if audit is not None:
+        document["audit"] = {"probability": audit.probability, "published_decision": verdict.decision}
     return orjson.dumps(document, option=orjson.OPT_UTC_Z)
 
 

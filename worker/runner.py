@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -29,13 +30,16 @@ from worker.analysis.breaker import CircuitBreaker
 from worker.analysis.guarded import GuardedAnalyzer
 from worker.analysis.limiter import QuotaLimiter
 from worker.contracts import Contracts, DeadLetterReason
+from worker.domain import Decision
 from worker.errors import ConfigurationError
 from worker.evaluation.analysis_record import AnalysisRecords
 from worker.evaluation.shadow import ShadowPolicy
+from worker.intervention import ControlState
 from worker.kafka.clients import kafka_clients
-from worker.kafka.control import ControlState, follow_control
+from worker.kafka.control import follow_control
 from worker.kafka.loop import Pipeline, WorkerStopped
 from worker.kafka.reachability import watch_reachability
+from worker.kafka.replica_status import report_status
 from worker.kafka.startup import open_cluster
 from worker.moderation import Moderator, RouteTopics, SideRecordSource
 from worker.observability.drift import DriftMonitor, DriftReference, load_reference
@@ -45,6 +49,7 @@ from worker.observability.observers import CallMetrics, DecisionMetrics, Pipelin
 from worker.observability.ops_server import HealthState, OpsServer
 from worker.policy import Policy
 from worker.policy_file import load_default_policy, load_policy
+from worker.sampling import AuditSampler
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -138,8 +143,11 @@ async def run_worker(
     metrics.set_policy(policy.version, str(policy.mode))
     extras = side_record_sources(settings, contracts, metrics)
     drift = _drift_monitor(settings, policy)
-    control = ControlState()
-    metrics.set_hold(active=False)
+    # The file policy until the control topic says otherwise: ``control`` is read on every record.
+    control = ControlState(
+        file_policy=policy, contracts=contracts, max_value_bytes=settings.max_message_bytes
+    )
+    hooks = ControlHooks(control, metrics)
     metrics.set_kafka_reachable(reachable=True)
     limiter = QuotaLimiter(settings.quota_calls_per_s)
     breaker = CircuitBreaker(failure_threshold=5, window_s=10.0, open_for_s=5.0, clock=time.monotonic)
@@ -158,10 +166,12 @@ async def run_worker(
                 settings.review_topic,
                 settings.rejected_topic,
                 settings.dead_letter_topic,
+                audit=settings.audit_topic,
             ),
-            policy=lambda: policy,
+            policy=control.policy,
             hold=lambda: control.hold,
-            guard=policy.guard(max_value_bytes=settings.max_message_bytes),
+            guard=control.guard,
+            audit=audit_sampler(settings),
             extras=extras,
         )
         ops = await stack.enter_async_context(
@@ -175,14 +185,15 @@ async def run_worker(
             consumer,
             producer,
             moderator,
-            PipelineMetrics(metrics, health),
+            PipelineMetrics(metrics, health, audit_topic=settings.audit_topic),
             input_topic=settings.input_topic,
             max_in_flight=settings.max_in_flight,
             max_in_flight_per_partition=settings.max_in_flight_per_partition,
             drain_timeout_s=settings.drain_timeout_s,
             on_assignment=limiter.set_share,
+            intake_paused=hooks.intake_paused,
         )
-        consumer.subscribe([settings.input_topic], listener=pipeline.listener())
+        caught_up = asyncio.Event()
         controller = asyncio.create_task(
             follow_control(
                 settings.bootstrap_servers,
@@ -190,7 +201,22 @@ async def run_worker(
                 control,
                 contracts,
                 options=options,
-                on_change=lambda state: metrics.set_hold(active=state.hold),
+                on_change=hooks.control_changed,
+                caught_up=caught_up,
+            )
+        )
+        stack.push_async_callback(_cancelled, controller)
+        # The first record is decided under the applied policy (and a pause or hold) already in force.
+        await _caught_up(caught_up, controller, stop)
+        consumer.subscribe([settings.input_topic], listener=pipeline.listener())
+        reporter = asyncio.create_task(
+            report_status(
+                producer,
+                settings.control_topic,
+                _replica_id(settings),
+                control,
+                hooks.changed,
+                intake_stopped=lambda: hooks.stopped,
             )
         )
         prober = asyncio.create_task(
@@ -215,7 +241,7 @@ async def run_worker(
             extra={
                 "topic": settings.input_topic,
                 "group_id": settings.group_id,
-                "policy_version": policy.version,
+                "policy_version": control.policy_version,
             },
         )
         try:
@@ -229,7 +255,7 @@ async def run_worker(
             print(f"moderation-worker: fatal: {type(exc.cause).__name__}: {exc}", file=sys.stderr)  # noqa: T201
             return EXIT_FATAL
         finally:
-            for task in (publisher, prober, controller):
+            for task in (publisher, prober, reporter):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -240,6 +266,68 @@ async def run_worker(
 def _kafka_reachable(health: HealthState, metrics: Metrics, *, reachable: bool) -> None:
     health.kafka_reachable = reachable
     metrics.set_kafka_reachable(reachable=reachable)
+
+
+class ControlHooks:
+    """Where the control state meets the loop, the metrics and the status reporter.
+
+    ``intake_paused`` is what the loop asks before each poll (``Pipeline(intake_paused=...)``); ``stopped``
+    is its answer as last given, so it turns true only once no poll is under way: that is what the status
+    record and ``moderation_intake_paused`` report. ``control_changed`` is the control listener's callback.
+    ``changed`` is set whenever a report is due.
+    """
+
+    def __init__(self, control: ControlState, metrics: Metrics) -> None:
+        self._control = control
+        self._metrics = metrics
+        self.changed = asyncio.Event()
+        self.stopped = False
+        metrics.set_hold(active=False)
+        metrics.set_intake_paused(paused=False)
+
+    def intake_paused(self) -> bool:
+        paused = self._control.paused
+        if paused != self.stopped:
+            self.stopped = paused
+            self._metrics.set_intake_paused(paused=paused)
+            self.changed.set()
+        return paused
+
+    def control_changed(self, state: ControlState) -> None:
+        self._metrics.set_hold(active=state.hold)
+        policy = state.policy()
+        self._metrics.set_policy(policy.version, str(policy.mode))
+        self.changed.set()
+
+
+def audit_sampler(settings: Settings) -> AuditSampler:
+    """The audit sampler of ``MODERATION_AUDIT_*``: rates per automatic decision, the hash key."""
+    return AuditSampler(
+        {Decision.APPROVED: settings.audit_approved_rate, Decision.REJECTED: settings.audit_rejected_rate},
+        key=settings.audit_key.get_secret_value().encode(),
+    )
+
+
+def _replica_id(settings: Settings) -> str:
+    return settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def _caught_up(caught_up: asyncio.Event, controller: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Wait until the control topic is caught up with (or ``stop``); raise what stopped the controller."""
+    waiters = {asyncio.ensure_future(caught_up.wait()), asyncio.ensure_future(stop.wait())}
+    try:
+        await asyncio.wait({*waiters, controller}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    if controller.done() and not caught_up.is_set():
+        await controller  # raises what stopped it
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _drift_monitor(settings: Settings, policy: Policy) -> DriftMonitor:

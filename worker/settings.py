@@ -76,7 +76,22 @@ class Settings(BaseSettings):
     review_topic: Text = Field("images.needs-review", description="results with decision needs_review")
     rejected_topic: Text = Field("images.rejected", description="results with decision rejected")
     dead_letter_topic: Text = Field("images.dead-letter", description="unprocessable input (dead-letter.v1)")
-    control_topic: Text = Field("moderation.control", description="run-time control (hold on/off), compacted")
+    control_topic: Text = Field(
+        "moderation.control", description="run-time control (hold, pause, live policy, status), compacted"
+    )
+    audit_topic: Text = Field("images.review-audit", description="audit items: sampled automatic decisions")
+    audit_approved_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of approvals also sent as audit items (0: off; e.g. 0.01)"
+    )
+    audit_rejected_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of rejections also sent as audit items (0: off; e.g. 0.05)"
+    )
+    audit_key: SecretStr = Field(
+        SecretStr(""), description="key of the audit sampling hash, a secret: ids cannot be chosen to evade"
+    )
+    replica_id: OptionalText = Field(
+        None, description="this replica's name in policy status; empty: host name and process id"
+    )
     analyzer: AnalyzerKind = Field(
         "azure", description="azure (Image Analysis 4.0) or model (the offline model, needs the model extra)"
     )
@@ -372,5 +387,6 @@ def _reason(detail: ErrorDetails) -> str:
         "float_parsing": "must be a number",
         "enum": f"must be one of {context.get('expected')}",
         "bool_parsing": "must be true or false",
+        "less_than_equal": f"must be at most {context.get('le')}",
     }
     return reasons.get(detail["type"], detail["msg"])

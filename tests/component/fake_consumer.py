@@ -195,6 +195,9 @@ class FakeConsumer:
     def assignment(self) -> set[TopicPartition]:
         return set(self._assignment)
 
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {partition: len(self._log[partition]) for partition in partitions}
+
     def highwater(self, partition: TopicPartition) -> int | None:
         return len(self._log[partition]) if partition in self._assignment else None
 

@@ -30,6 +30,8 @@ DOMAIN = frozenset(
         "worker.kafka_settings",
         "worker.redact",
         "worker.urlguard",
+        "worker.sampling",
+        "worker.intervention",
         "worker.policies",
     }
 )

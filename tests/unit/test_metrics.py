@@ -87,6 +87,8 @@ def test_catalogue_lists_every_sample_name_with_its_type_suffixes() -> None:
         "moderation_quota_utilization_ratio",
         "moderation_hold_active",
         "moderation_kafka_reachable",
+        "moderation_intake_paused",
+        "moderation_audit_items_total",
         "moderation_circuit_state",
         "moderation_policy_info",
         "moderation_worker_info",

@@ -1,4 +1,5 @@
-"""The worker's own commands: ``run``, ``config``, ``topics create`` and ``hold``."""
+"""The worker's own commands: ``run``, ``config`` and ``topics create`` (``hold`` is in
+``worker.cli.intervention_commands``)."""
 
 from __future__ import annotations
 
@@ -59,8 +60,8 @@ def topics() -> None:
 def topics_create(bootstrap_servers: str | None, partitions: int | None, replication: int | None) -> int:
     """Create the worker's topics that are missing (idempotent).
 
-    The input, three result, dead-letter and control topics; topics that exist are reported and left as
-    they are.
+    The input, three result, dead-letter and control topics, and the audit topic when audit sampling is
+    on; topics that exist are reported and left as they are.
     """
     import asyncio  # noqa: PLC0415 - commands import what they need when they run
 
@@ -83,30 +84,4 @@ def topics_create(bootstrap_servers: str | None, partitions: int | None, replica
         return fatal(exc)
     for topic, state in outcome.items():
         click.echo(f"{state:8} {topic}")
-    return 0
-
-
-@click.command()
-@click.argument("state", type=click.Choice(["on", "off"]))
-@click.option("--reason", help="why, for the reviewers and the audit trail")
-@click.option(
-    "--by", "issued_by", default=lambda: os.environ.get("USER"), show_default="$USER", help="who issues it"
-)
-def hold(state: str, reason: str | None, issued_by: str | None) -> int:
-    """Turn the reviewers' hold on or off (while on, approvals go to needs-review).
-
-    Publishes one control.v1 record to MODERATION_CONTROL_TOPIC; every replica follows it at once.
-    """
-    import asyncio  # noqa: PLC0415 - commands import what they need when they run
-
-    from aiokafka.errors import KafkaError  # noqa: PLC0415
-
-    from worker.kafka.control import publish_hold  # noqa: PLC0415
-
-    settings = Settings.from_env(os.environ, need_analyzer=False)
-    try:
-        asyncio.run(publish_hold(settings, active=state == "on", reason=reason, issued_by=issued_by))
-    except KafkaError as exc:
-        return fatal(exc)
-    click.echo(f"hold {state} published to {settings.control_topic}")
     return 0

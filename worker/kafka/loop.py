@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from worker.kafka.committer import CommitObserver, Committer, OffsetCommitting
 from worker.kafka.outbox import Outbox, Producer
@@ -68,6 +69,9 @@ class Consumer(PartitionConsumer, OffsetCommitting, Protocol):
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> Mapping[TopicPartition, Sequence[ConsumedRecord]]: ...
 
+    async def end_offsets(self, partitions: list[TopicPartition]) -> Mapping[TopicPartition, int]:
+        """The broker's end offset (next offset to be written) of each partition."""
+
 
 class WorkerStopped(Exception):
     """The pipeline stopped because of a fatal error; ``cause`` says which."""
@@ -95,8 +99,11 @@ class Pipeline(Generic[Work]):
         poll_keepalive_s: float = 5.0,
         lag_report_interval_s: float = 0.5,
         on_assignment: Callable[[int, int], None] | None = None,
+        intake_paused: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``intake_paused()`` true stops intake (``moderation-worker pause``): records in flight finish and
+        commit, no new one starts, the replica stays in the group."""
         self._consumer = consumer
         self._handler = handler
         self._observer = observer
@@ -105,6 +112,7 @@ class Pipeline(Generic[Work]):
         self._commit_interval_s = commit_interval_s
         self._poll_keepalive_s = poll_keepalive_s
         self._clock = clock
+        self._intake_paused = intake_paused
         self._committer = Committer(consumer, observer, clock=clock)
         self._partitions = Partitions(
             consumer,
@@ -154,11 +162,14 @@ class Pipeline(Generic[Work]):
 
     async def _intake_once(self) -> None:
         free = self._max_in_flight - self._in_flight
-        held = self._partitions.hold(intake_full=free <= 0)
+        paused = self._intake_paused()
+        held = self._partitions.hold(intake_full=free <= 0, intake_paused=paused)
         assigned = self._partitions.assigned
         eligible = [tp for tp in assigned if tp not in held]
-        if free <= 0 or (assigned and not eligible):
+        if free <= 0 or paused or (assigned and not eligible):
             await self._wait_for_slot()
+            if paused:
+                await self._report_paused_lag()
             return
         # Held partitions are left out of the poll rather than paused (see ``worker.kafka.partitions``).
         # Without any assignment yet, poll everything so the assignment can arrive. While some partitions
@@ -170,6 +181,20 @@ class Pipeline(Generic[Work]):
         await self._start_all(batch)
         self._observer.in_flight(self._in_flight)
         self._partitions.polled(self._polled_at)
+
+    async def _report_paused_lag(self) -> None:
+        """While intake is paused nothing is fetched and the consumer's high watermarks stand still: ask the
+        broker for the end offsets, so the lag shows the records waiting. A failed request skips a report."""
+        now = asyncio.get_running_loop().time()
+        assigned = list(self._partitions.assigned)
+        if not assigned or not self._partitions.lag_due(now):
+            return
+        try:
+            ends = await self._consumer.end_offsets(assigned)
+        except KafkaError as exc:
+            log.warning("lag_refresh_failed", extra={"error_class": type(exc).__name__})
+            return
+        self._partitions.polled(now, ends)
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
         """Wake ``_wait_for_slot`` when ``stop`` is set: one task for the run instead of two per wait."""

@@ -57,6 +57,9 @@ class PartitionState:
     oldest_timestamp_ms: dict[int, int] = field(default_factory=dict)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     """Set whenever nothing of this partition is in flight."""
+    resumed_at: int | None = None
+    """The group's committed offset when the partition was assigned: where its lag counts from until a
+    record of it finishes (``None``: the group never committed it)."""
 
     def start(self, offset: int, timestamp_ms: int) -> None:
         """A record is taken in flight (offsets in increasing order)."""
@@ -142,12 +145,14 @@ class Partitions:
         """The state of ``tp``, or ``None`` if this replica does not own it (any more)."""
         return self._states.get(tp)
 
-    def hold(self, *, intake_full: bool) -> set[TopicPartition]:
+    def hold(self, *, intake_full: bool, intake_paused: bool = False) -> set[TopicPartition]:
         """Pause stalled partitions at the consumer (resume unstalled ones); return every held partition.
 
-        Held: stalled, at ``max_in_flight_per_partition``, or all of them when ``intake_full``.
+        Held: stalled, at ``max_in_flight_per_partition``, or all of them when ``intake_full``. While
+        ``intake_paused`` (``moderation-worker pause``) every partition is held and paused at the consumer:
+        it will not move until ``resume``, and the group membership stays.
         """
-        stalled = {tp for tp, state in self._states.items() if state.stalled}
+        stalled = {tp for tp, state in self._states.items() if state.stalled or intake_paused}
         held = {
             tp
             for tp, state in self._states.items()
@@ -173,17 +178,28 @@ class Partitions:
             if still_assigned := [tp for tp in active if tp in self._consumer.assignment()]:
                 self._consumer.resume(*still_assigned)
 
-    def polled(self, at: float) -> None:
-        """A poll happened at ``at`` (seconds, any monotonic clock): report lag every few seconds of those."""
-        if at - self._lag_reported_at < self._lag_report_interval_s:
+    def lag_due(self, at: float) -> bool:
+        """Whether ``polled(at)`` would report lag (one report every ``lag_report_interval_s``)."""
+        return at - self._lag_reported_at >= self._lag_report_interval_s
+
+    def polled(self, at: float, ends: Mapping[TopicPartition, int] | None = None) -> None:
+        """A poll happened at ``at`` (seconds, any monotonic clock): report lag every few seconds of those.
+
+        ``ends``: end offsets asked of the broker, for partitions the consumer does not fetch (paused),
+        whose own high watermark stands still; the consumer's are used otherwise.
+        """
+        if not self.lag_due(at):
             return
         self._lag_reported_at = at
         now_ms = self._clock() * 1000
         for tp, state in self._states.items():
-            highwater = self._consumer.highwater(tp)
+            highwater = self._consumer.highwater(tp) if ends is None else ends.get(tp)
             # From the group's committed offset, not from what is done: while commits fail (a fenced
-            # member, a moving coordinator) the done records would be read again after a crash.
+            # member, a moving coordinator) the done records would be read again after a crash. Before
+            # this replica committed anything, from where the group's offset stood at assignment.
             committed = state.tracker.committed
+            if committed is None:
+                committed = state.resumed_at
             if highwater is None or committed is None:
                 continue
             records = max(highwater - committed, 0)
@@ -210,10 +226,13 @@ class Partitions:
 
     async def on_assigned(self, assigned: Collection[TopicPartition]) -> None:
         """Start tracking newly assigned partitions at their committed position; re-share the quota."""
-        for tp in assigned:
-            if tp not in self._states:
-                self._states[tp] = PartitionState(self._committer.track(tp))
-        self._observer.assigned({tp: await self._consumer.committed(tp) for tp in self._states})
+        new = [tp for tp in assigned if tp not in self._states]
+        for tp in new:
+            self._states[tp] = PartitionState(self._committer.track(tp))
+        committed = {tp: await self._consumer.committed(tp) for tp in self._states}
+        for tp in new:
+            self._states[tp].resumed_at = committed[tp]
+        self._observer.assigned(committed)
         total = len(self._consumer.partitions_for_topic(self._input_topic) or ())
         if self._on_assignment is not None:
             self._on_assignment(len(self._states), max(total, len(self._states)))

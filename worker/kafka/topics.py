@@ -21,7 +21,8 @@ _NO_ERROR: Final = 0
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
     """What to create: data topics keep ``result_retention_ms``; the control topic is compacted; the
-    shadow-results and analyses topics only when their feature is on, analyses with their own retention."""
+    shadow-results and analyses topics only when their feature is on, analyses with their own retention;
+    the audit topic only when audit sampling is on (a rate above 0)."""
     replication = settings.topic_replication
     retention = {"retention.ms": str(settings.result_retention_ms)}
     specs = [NewTopic(settings.input_topic, settings.topic_partitions, replication, topic_configs=retention)]
@@ -29,6 +30,10 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(name, settings.topic_partitions, replication, topic_configs=retention)
         for name in settings.output_topics
     ]
+    if settings.audit_approved_rate > 0 or settings.audit_rejected_rate > 0:  # audit sampling is on
+        specs.append(
+            NewTopic(settings.audit_topic, settings.topic_partitions, replication, topic_configs=retention)
+        )
     specs.append(
         NewTopic(settings.control_topic, 1, replication, topic_configs={"cleanup.policy": "compact"})
     )

@@ -18,8 +18,10 @@ from worker.contracts import DeadLetterReason
 from worker.domain import Decision
 from worker.errors import AnalyzerOutcome
 from worker.observability.drift import DETECTION_BUCKETS, DriftDimension, confidence_buckets
+from worker.sampling import AUDITED_DECISIONS as _SAMPLED_DECISIONS
 
 DECISIONS: Final = tuple(str(decision) for decision in Decision)
+AUDITED_DECISIONS: Final = tuple(str(decision) for decision in _SAMPLED_DECISIONS)
 DEAD_LETTER_REASONS: Final = tuple(str(reason) for reason in DeadLetterReason)
 ANALYZER_OUTCOMES: Final = tuple(AnalyzerOutcome)
 CIRCUIT_STATES: Final = tuple(int(state) for state in BreakerState)
@@ -220,6 +222,20 @@ class Catalogue:
         )
         self.hold = Gauge(
             "moderation_hold_active", "1 while a hold turns approvals into reviews.", registry=registry
+        )
+        self.intake_paused = Gauge(
+            "moderation_intake_paused",
+            "1 while intake is paused (moderation-worker pause): nothing new is consumed, lag grows.",
+            registry=registry,
+        )
+        self.audit_items = _children(
+            Counter(
+                "moderation_audit_items",
+                "Audit items produced (acknowledged), by the automatic decision they copy.",
+                ["decision"],
+                registry=registry,
+            ),
+            AUDITED_DECISIONS,
         )
         Info("moderation_worker", "The worker build.", registry=registry).info({"version": version})
         # --- shadow policy: the live x shadow agreement matrix, nine series from the first scrape

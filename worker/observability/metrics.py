@@ -179,6 +179,14 @@ class Metrics:
             raise ValueError(f"unknown decision pair {(live, shadow)!r}; expected Decision values") from None
         cell.inc()
 
+    def set_intake_paused(self, *, paused: bool) -> None:
+        """Publish whether intake is paused."""
+        self._families.intake_paused.set(1 if paused else 0)
+
+    def observe_audit_item(self, decision: str) -> None:
+        """Count one acknowledged audit item copying an automatic ``decision`` (approved or rejected)."""
+        _pick(self._families.audit_items, decision, "audited decision").inc()
+
     # --- drift --------------------------------------------------------------------------------------
 
     def observe_watched(self, best: Mapping[str, float]) -> None:

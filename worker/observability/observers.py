@@ -33,11 +33,18 @@ class PipelineMetrics:
     """``worker.kafka.loop.PipelineObserver`` onto ``Metrics`` and ``HealthState``."""
 
     def __init__(
-        self, metrics: Metrics, health: HealthState, *, now: Callable[[], float] = time.time
+        self,
+        metrics: Metrics,
+        health: HealthState,
+        *,
+        audit_topic: str | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
-        """``now``: wall-clock seconds since the epoch (end-to-end latency compares it with submit times)."""
+        """``now``: wall-clock seconds since the epoch (end-to-end latency compares it with submit times);
+        side records on ``audit_topic`` count as audit items."""
         self._metrics = metrics
         self._health = health
+        self._audit_topic = audit_topic
         self._now = now
 
     def consumed(self, topic: str, count: int) -> None:
@@ -49,6 +56,9 @@ class PipelineMetrics:
             self._metrics.observe_dead_letter(outcome.label)
         else:
             self._metrics.observe_result(routed.label)
+        for side in routed.side:
+            if side.topic == self._audit_topic:
+                self._metrics.observe_audit_item(routed.label)
         end_to_end_s = None
         if outcome.submitted_at_s is not None:
             end_to_end_s = self._now() - outcome.submitted_at_s  # observe_routed clamps it at 0
