@@ -149,9 +149,6 @@ async def test_a_run_stops_with_the_error_after_the_last_attempt(tmp_path: Path)
     analyzer = FakeAnalyzer(failures=100)
     with AnalysisCache(tmp_path / "cache") as cache:
         collector = Collector(analyzer, cache, QuotaLimiter(1000.0), max_attempts=3, sleep=RecordingSleep())
-        with pytest.raises(ExceptionGroup) as raised:
+        with pytest.raises(TransientAnalyzerError, match="connection reset"):
             await collector.collect([LabeledImage(SECRET_URL, Decision.APPROVED)], CountingProgress())
-    assert (3, [TransientAnalyzerError]) == (
-        len(analyzer.calls),
-        [type(error) for error in raised.value.exceptions],
-    )
+    assert 3 == len(analyzer.calls)

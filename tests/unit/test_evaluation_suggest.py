@@ -6,7 +6,7 @@ from worker.domain import Analysis, Decision, Tag
 from worker.evaluation.confusion import ConfusionMatrix
 from worker.evaluation.labeled_set import LabeledImage, Observation
 from worker.evaluation.scoring import Targets, missed_targets, score_policy
-from worker.evaluation.suggest import suggest_tag, suggest_thresholds, suggested_policy
+from worker.evaluation.suggest import reject_threshold, suggest_thresholds, suggested_policy, tag_suggestion
 from worker.evaluation.sweep import TagEvidence
 from worker.policy import BlockRule, Policy, PolicyMode
 from worker.policy_file import load_default_policy, policy_from_document
@@ -25,52 +25,79 @@ def _observation(expected: Decision, *tags: tuple[str, float]) -> Observation:
 
 
 def test_reject_at_is_the_lowest_threshold_reaching_the_precision_target() -> None:
-    """Precision 1.0 first holds at 0.85 (above the harmless 0.8, below the harmful 0.9)."""
-    suggestion = suggest_tag("weapon", SIX, Targets(reject_precision=1.0), CURRENT)
-    assert (0.85, 1.0, 0.5) == (suggestion.reject_at, suggestion.precision, suggestion.review_at)
-
-
-def test_review_at_is_the_highest_threshold_within_the_miss_target_and_its_load_follows() -> None:
-    """Four images should be flagged (0.9, 0.7, 0.6, 0.3); missing at most one allows review_at 0.6; the tag
-    alone then reviews 0.8, 0.7 and 0.6: half the images."""
-    suggestion = suggest_tag("weapon", SIX, Targets(1.0, 0.25), CURRENT)
-    expected = (0.6, 0.85, 0.25, 0.5, 3, 4, True)
-    actual = (
-        suggestion.review_at,
-        suggestion.reject_at,
-        suggestion.miss_rate,
-        suggestion.review_load,
-        suggestion.harmful,
-        suggestion.should_flag,
-        suggestion.meets_targets,
-    )
-    assert expected == actual
-
-
-def test_review_at_never_exceeds_reject_at() -> None:
-    """Precision 0.6 is reached from 0.15 (3 harmful of 5 flagged), so review_at 0.6 is lowered to 0.15."""
-    suggestion = suggest_tag("weapon", SIX, Targets(0.6, 0.25), CURRENT)
-    assert (0.15, 0.15) == (suggestion.review_at, suggestion.reject_at)
+    """Precision 1.0 first holds at 0.85 (above the harmless 0.8, below the harmful 0.9); 0.6 already holds
+    from 0.15 (3 harmful of 5 flagged)."""
+    assert (0.85, 0.15) == (reject_threshold(SIX, 1.0), reject_threshold(SIX, 0.6))
 
 
 def test_a_tag_that_never_reaches_the_precision_only_reviews() -> None:
-    """Only harmless images score high: no threshold is precise enough, so reject_at is None (review only)."""
-    evidence = [TagEvidence(0.95, A), TagEvidence(0.2, R)]
-    assert None is suggest_tag("weapon", evidence, Targets(reject_precision=0.9), CURRENT).reject_at
+    """Only a harmless image scores high: no threshold is precise enough, reject_at is None (review only)."""
+    assert None is reject_threshold([TagEvidence(0.95, A), TagEvidence(0.2, R)], 0.9)
+
+
+# Seven images, every one with a "cat" 0.9 (a signal): (label, weapon, blood)
+SEVEN = [
+    (R, 0.9, 0.0),
+    (A, 0.8, 0.0),
+    (R, 0.7, 0.0),
+    (N, 0.0, 0.6),
+    (R, 0.2, 0.3),
+    (A, 0.1, 0.1),
+    (A, 0.0, 0.5),
+]
+TWO_TAGS = Policy(PolicyMode.BLOCKLIST, blocklist={"weapon": CURRENT, "blood": BlockRule(0.5, 0.9)})
+
+
+def _seven() -> list[Observation]:
+    return [
+        _observation(
+            label, ("cat", 0.9), *((name, score) for name, score in (("weapon", w), ("blood", b)) if score)
+        )
+        for label, w, b in SEVEN
+    ]
+
+
+def test_the_joint_search_meets_the_miss_target_catching_most_per_harmless_image() -> None:
+    """By hand: precision 1.0 gives reject_at weapon 0.85, blood never. Review starts there (3 of 4
+    missed); blood 0.6 catches the N image at no harmless cost; then weapon 0.2 catches both remaining R
+    images for one harmless (0.8): nothing missed. Alone, weapon reviews 0.8, 0.7, 0.2 (3/7) and blood 0.6
+    (1/7)."""
+    suggestions = suggest_thresholds(TWO_TAGS, _seven(), Targets(1.0, 0.25))
+    actual = [(s.tag, s.review_at, s.reject_at, s.review_load) for s in suggestions]
+    assert [("blood", 0.6, None, 1 / 7), ("weapon", 0.2, 0.85, 3 / 7)] == actual
+
+
+def test_the_suggested_policy_meets_the_targets_it_was_searched_for() -> None:
+    """Scored on the same analyses, the suggested policy misses no target."""
+    observations = _seven()
+    targets = Targets(1.0, 0.25)
+    document = suggested_policy(TWO_TAGS, suggest_thresholds(TWO_TAGS, observations, targets))
+    assert [] == missed_targets(score_policy(policy_from_document(document), observations).matrix, targets)
+
+
+def test_an_image_reviewed_whatever_the_blocklist_is_never_a_miss() -> None:
+    """An image with no tag at all goes to review (no signal): nothing to catch, review_at stays at
+    reject_at."""
+    nothing = Observation(LabeledImage("/empty.png", R), Analysis("m", ()))
+    (suggestion,) = suggest_thresholds(
+        Policy(PolicyMode.BLOCKLIST, blocklist={"weapon": CURRENT}), [nothing], Targets(None, 0.0)
+    )
+    assert (0.85, 0.85) == (suggestion.review_at, suggestion.reject_at)
 
 
 def test_without_targets_the_thresholds_stay() -> None:
     """No target given: the suggestion repeats the current thresholds."""
-    suggestion = suggest_tag("weapon", SIX, Targets(), CURRENT)
+    (suggestion,) = suggest_thresholds(
+        Policy(PolicyMode.BLOCKLIST, blocklist={"weapon": CURRENT}), _seven(), Targets()
+    )
     assert (0.5, 0.85) == (suggestion.review_at, suggestion.reject_at)
 
 
 def test_the_suggested_policy_changes_only_the_tuned_tags_and_is_a_valid_policy() -> None:
     """The default policy with `weapon` tuned loads again; every other tag keeps its thresholds."""
     policy = load_default_policy()
-    weapon = suggest_tag("weapon", SIX, Targets(1.0, 0.25), policy.blocklist["weapon"])
-    document = suggested_policy(policy, [weapon])
-    suggested = policy_from_document(document)
+    weapon = tag_suggestion("weapon", SIX, 0.6, 0.85)
+    suggested = policy_from_document(suggested_policy(policy, [weapon]))
     unchanged = {name: rule for name, rule in policy.blocklist.items() if name != "weapon"}
     assert (BlockRule(0.6, 0.85), unchanged) == (
         suggested.blocklist["weapon"],
@@ -95,13 +122,6 @@ def test_scoring_decides_as_the_worker_and_counts_refused_images() -> None:
         score.refused,
         tuple(sweep.tag for sweep in score.sweeps),
     )
-
-
-def test_suggestions_cover_every_blocklisted_tag() -> None:
-    """One suggestion per blocklisted tag, in the policy's order."""
-    policy = Policy(PolicyMode.BLOCKLIST, blocklist={"weapon": CURRENT, "blood": CURRENT})
-    suggestions = suggest_thresholds(policy, [_observation(R, ("weapon", 0.9))], Targets(0.9, 0.1))
-    assert ["blood", "weapon"] == [suggestion.tag for suggestion in suggestions]
 
 
 def test_missed_targets_name_each_miss_and_pass_when_met() -> None:

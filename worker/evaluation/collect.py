@@ -84,8 +84,11 @@ class Collector:
         """One observation per image, in order; raises the analyzer error that stopped the run, or
         ``ConfigurationError`` for a local image that cannot be read."""
         self._calls = 0
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._observe(image, progress)) for image in images]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._observe(image, progress)) for image in images]
+        except ExceptionGroup as failed:  # the first failure stopped the others: report that one
+            raise failed.exceptions[0] from None
         return Collected(tuple(task.result() for task in tasks), self._calls)
 
     async def _observe(self, image: LabeledImage, progress: Progress) -> Observation:

@@ -1,11 +1,12 @@
 """Suggested thresholds: per blocklisted tag, the ``review_at`` / ``reject_at`` that meet the targets; pure.
 
-Each tag is tuned on its own evidence (``worker.evaluation.sweep``): ``reject_at`` is the lowest threshold
-whose precision reaches the reject-precision target (the most harmful images rejected at that precision),
-``None`` (review only) when none does; ``review_at`` is the highest threshold whose miss rate stays within
-the approve-miss-rate target, never above ``reject_at``. Candidate thresholds are the sweep grid plus every
-score seen, so a threshold can sit exactly at an image. Without a target a threshold stays as it is. The
-suggestion is written as a ``policy.v1`` document for a person to review: it is never applied.
+``reject_at`` is tuned per tag on its own evidence (``worker.evaluation.sweep``): the lowest threshold whose
+precision reaches the reject-precision target (the most harmful images rejected at that precision), or
+``None`` (review only) when none does. Candidates are the sweep grid plus every score seen, so a threshold
+can sit exactly at an image. ``review_at`` is searched for the whole blocklist at once
+(``worker.evaluation.review_search``): the policy's approve-miss-rate target at the least review load. Without
+a target a threshold stays as it is (``review_at`` never above ``reject_at``). The suggestion is written as a
+``policy.v1`` document for a person to review: it is never applied.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.evaluation.labeled_set import Observation
+from worker.evaluation.review_search import review_thresholds
 from worker.evaluation.scoring import Targets
 from worker.evaluation.sweep import DEFAULT_THRESHOLDS, TagEvidence, evidence_for, point_at
-from worker.policy import BlockRule, Policy
+from worker.policy import Policy
 from worker.policy_file import policy_from_document
 
 _SUGGESTED = (
@@ -28,22 +30,20 @@ _SUGGESTED = (
 
 @dataclass(frozen=True, slots=True)
 class TagSuggestion:
-    """The thresholds suggested for one tag and what they imply on the labeled set.
+    """The thresholds suggested for one tag and what the tag alone does with them on the labeled set.
 
-    ``review_load``: share of analyzed images the tag alone would send to review (score in
-    [review_at, reject_at)); ``precision`` / ``miss_rate``: achieved at ``reject_at`` / ``review_at``
-    (``None`` without evidence); ``harmful`` / ``should_flag``: the evidence counts behind them.
+    ``precision``: harmful among the images it rejects (``None``: it rejects none); ``review_load``: share
+    of analyzed images it sends to review (score in [review_at, reject_at)); ``harmful`` / ``should_flag``:
+    the evidence behind them (images harmful / not to be approved for this tag).
     """
 
     tag: str
     review_at: float
     reject_at: float | None
-    review_load: float | None
     precision: float | None
-    miss_rate: float | None
+    review_load: float | None
     harmful: int
     should_flag: int
-    meets_targets: bool
 
     def to_json(self) -> dict[str, object]:
         """The suggestion as a JSON-ready mapping."""
@@ -51,91 +51,74 @@ class TagSuggestion:
             "tag": self.tag,
             "review_at": self.review_at,
             "reject_at": self.reject_at,
-            "review_load": self.review_load,
             "precision": self.precision,
-            "miss_rate": self.miss_rate,
+            "review_load": self.review_load,
             "harmful": self.harmful,
             "should_flag": self.should_flag,
-            "meets_targets": self.meets_targets,
         }
 
 
-def suggest_tag(
-    tag: str,
+def reject_threshold(
     evidence: Sequence[TagEvidence],
-    targets: Targets,
-    current: BlockRule,
+    target_precision: float,
     grid: Sequence[float] = DEFAULT_THRESHOLDS,
-) -> TagSuggestion:
-    """The thresholds for ``tag`` that meet ``targets`` on ``evidence``; see the module docstring."""
-    candidates = sorted({*grid, *(item.score for item in evidence)})
-    reject_at = current.reject_at
-    if targets.reject_precision is not None:
-        reject_at = next(
-            (
-                at
-                for at in candidates
-                if at > 0.0
-                and (precision := point_at(evidence, at).precision) is not None
-                and precision >= targets.reject_precision
-            ),
-            None,
-        )
-    review_at = current.review_at
-    if targets.approve_miss_rate is not None and any(item.should_flag for item in evidence):
-        review_at = max(
-            (
-                at
-                for at in candidates
-                if (miss := point_at(evidence, at).miss_rate) is not None
-                and miss <= targets.approve_miss_rate
-            ),
-            default=0.0,
-        )
-    if reject_at is not None:
-        review_at = min(review_at, reject_at)
-    return _implied(tag, evidence, targets, review_at, reject_at)
+) -> float | None:
+    """The lowest threshold above 0 at which the tag's precision reaches ``target_precision``, or None."""
+    for at in sorted({*grid, *(item.score for item in evidence)}):
+        precision = point_at(evidence, at).precision
+        if at > 0.0 and precision is not None and precision >= target_precision:
+            return at
+    return None
 
 
-def _implied(
-    tag: str, evidence: Sequence[TagEvidence], targets: Targets, review_at: float, reject_at: float | None
+def tag_suggestion(
+    tag: str, evidence: Sequence[TagEvidence], review_at: float, reject_at: float | None
 ) -> TagSuggestion:
-    review_point = point_at(evidence, review_at)
-    precision = None if reject_at is None else point_at(evidence, reject_at).precision
+    """What ``tag`` alone does on ``evidence`` with these thresholds."""
     in_review = sum(
         review_at <= item.score and (reject_at is None or item.score < reject_at) for item in evidence
     )
-    precise = targets.reject_precision is None or precision is None or precision >= targets.reject_precision
-    missing = review_point.miss_rate
-    covered = targets.approve_miss_rate is None or missing is None or missing <= targets.approve_miss_rate
     return TagSuggestion(
         tag=tag,
         review_at=review_at,
         reject_at=reject_at,
+        precision=None if reject_at is None else point_at(evidence, reject_at).precision,
         review_load=in_review / len(evidence) if evidence else None,
-        precision=precision,
-        miss_rate=missing,
         harmful=sum(item.harmful for item in evidence),
         should_flag=sum(item.should_flag for item in evidence),
-        meets_targets=precise and covered,
     )
 
 
 def suggest_thresholds(
-    policy: Policy, observations: Sequence[Observation], targets: Targets
+    policy: Policy,
+    observations: Sequence[Observation],
+    targets: Targets,
+    grid: Sequence[float] = DEFAULT_THRESHOLDS,
 ) -> tuple[TagSuggestion, ...]:
     """A suggestion for every blocklisted tag of ``policy``, in the policy's (sorted) tag order."""
+    evidence = {tag: evidence_for(tag, observations) for tag in policy.blocklist}
+    reject_at: dict[str, float | None] = {tag: rule.reject_at for tag, rule in policy.blocklist.items()}
+    if targets.reject_precision is not None:
+        reject_at = {tag: reject_threshold(evidence[tag], targets.reject_precision, grid) for tag in evidence}
+    if targets.approve_miss_rate is not None:
+        review_at = review_thresholds(policy, observations, reject_at, targets.approve_miss_rate)
+    else:
+        review_at = {tag: rule.review_at for tag, rule in policy.blocklist.items()}
     return tuple(
-        suggest_tag(tag, evidence_for(tag, observations), targets, rule)
-        for tag, rule in policy.blocklist.items()
+        tag_suggestion(tag, evidence[tag], _capped(review_at[tag], reject_at[tag]), reject_at[tag])
+        for tag in policy.blocklist
     )
+
+
+def _capped(review_at: float, reject_at: float | None) -> float:
+    return review_at if reject_at is None else min(review_at, reject_at)
 
 
 def suggested_policy(policy: Policy, suggestions: Sequence[TagSuggestion]) -> dict[str, Any]:
     """``policy``'s canonical document with the suggested thresholds in its blocklist; validated.
 
     Raises ``ConfigurationError`` if the result were not a valid ``policy.v1`` document (it always is for
-    thresholds in [0, 1] with ``review_at <= reject_at``, which ``suggest_tag`` guarantees).
+    thresholds in [0, 1] with ``review_at <= reject_at``, which ``suggest_thresholds`` guarantees).
     """
     document = policy.to_document()
     blocklist: Mapping[str, Any] = document["blocklist"]
