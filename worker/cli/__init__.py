@@ -15,7 +15,7 @@ import click
 from worker import __version__
 from worker.cli.base import EXIT_INTERRUPTED, EXIT_KAFKA, EXIT_USAGE, PROG, CommandTree
 from worker.cli.dev_commands import demo, dev
-from worker.cli.evaluate_commands import evaluate
+from worker.cli.evaluate_commands import calibrate, evaluate
 from worker.cli.worker_commands import config, hold, run, topics
 from worker.errors import ConfigurationError, KafkaConnectionFailed
 
@@ -31,7 +31,7 @@ def cli() -> None:
     """
 
 
-for _command in (run, config, topics, hold, evaluate, demo, dev):
+for _command in (run, config, topics, hold, evaluate, calibrate, demo, dev):
     cli.add_command(_command)
 
 

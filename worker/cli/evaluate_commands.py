@@ -129,3 +129,62 @@ def evaluate(
         return EXIT_FATAL
     click.echo("\n".join(summary(result, options)))
     return EXIT_TARGETS_MISSED if result.missed else 0
+
+
+@click.command()
+@click.option(
+    "--file",
+    "verdict_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSONL of review-decision.v1 records [default: read --topic]",
+)
+@click.option(
+    "--topic",
+    default="images.review-decisions",
+    show_default=True,
+    help="review decisions topic, read to its end (Kafka per MODERATION_KAFKA_*)",
+)
+@click.option(
+    "--policy",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="policy.v1 file the moves are proposed for [default: the bundled policy]",
+)
+@click.option("--band-width", type=click.FloatRange(0.01, 1.0), default=0.1, show_default=True)
+@click.option(
+    "--min-evidence", type=click.IntRange(min=1), default=10, show_default=True, help="verdicts per band"
+)
+@click.option(
+    "--target-precision",
+    type=_FRACTION,
+    default=0.95,
+    show_default=True,
+    help="how clear a band's verdicts must be to move a threshold",
+)
+@click.option(
+    "--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="write the figures"
+)
+def calibrate(
+    *,
+    verdict_file: Path | None,
+    topic: str,
+    policy: Path | None,
+    band_width: float,
+    min_evidence: int,
+    target_precision: float,
+    json_file: Path | None,
+) -> int:
+    """Measure how often reviewers overturned the machine, per rule, tag and band; propose threshold moves.
+
+    Audit samples count 1/probability times (Horvitz-Thompson), so the rates are unbiased. Nothing is
+    applied. Exit codes: 0 done, 2 bad options, file, policy or settings, 5 Kafka cannot be used.
+    """
+    import orjson  # noqa: PLC0415 - keeps --help fast
+
+    from worker.evaluation.calibrate_command import CalibrateOptions, run_calibration, summary  # noqa: PLC0415
+
+    options = CalibrateOptions(verdict_file, topic, policy, band_width, min_evidence, target_precision)
+    run = asyncio.run(run_calibration(options, os.environ))
+    click.echo("\n".join(summary(run)))
+    if json_file is not None:
+        json_file.write_bytes(orjson.dumps(run.report(), option=orjson.OPT_INDENT_2))
+    return 0
