@@ -61,7 +61,8 @@ def render_html(run: EvaluationRun) -> str:
         _rates_html(run),
         f"<div class=plots>{plots}</div>",
         "<h2>Suggested thresholds</h2>",
-        "<p>Per tag, on this set alone; written to the suggested policy file, never applied.</p>",
+        "<p>reject_at per tag, review_at searched for the whole blocklist, on this set alone; written to "
+        "the suggested policy file, never applied.</p>",
         _suggestions_html(run),
         "<h2>What the suggested policy would change</h2>",
         _matrix_html(run.suggested_diff.matrix, "current policy", "suggested policy"),
