@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from worker.cli.base import EXIT_FATAL, EXIT_TARGETS_MISSED, PROG
+from worker.cli.base import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_TARGETS_MISSED, PROG, fatal
 
 _FRACTION = click.FloatRange(0.0, 1.0)
 
@@ -127,6 +127,9 @@ def evaluate(
     except AnalyzerError as exc:
         click.echo(f"{PROG}: fatal: the analyzer failed: {exc}", err=True)
         return EXIT_FATAL
+    except KeyboardInterrupt:
+        click.echo(f"{PROG}: interrupted; the analyses made so far are cached in {cache_dir}", err=True)
+        return EXIT_INTERRUPTED
     click.echo("\n".join(summary(result, options)))
     return EXIT_TARGETS_MISSED if result.missed else 0
 
@@ -176,14 +179,19 @@ def calibrate(
     """Measure how often reviewers overturned the machine, per rule, tag and band; propose threshold moves.
 
     Audit samples count 1/probability times (Horvitz-Thompson), so the rates are unbiased. Nothing is
-    applied. Exit codes: 0 done, 2 bad options, file, policy or settings, 5 Kafka cannot be used.
+    applied. Exit codes: 0 done, 2 bad options, file, policy or settings, 3 Kafka failed while reading, 5
+    Kafka cannot be reached or refuses the connection settings.
     """
     import orjson  # noqa: PLC0415 - keeps --help fast
+    from aiokafka.errors import KafkaError  # noqa: PLC0415
 
     from worker.evaluation.calibrate_command import CalibrateOptions, run_calibration, summary  # noqa: PLC0415
 
     options = CalibrateOptions(verdict_file, topic, policy, band_width, min_evidence, target_precision)
-    run = asyncio.run(run_calibration(options, os.environ))
+    try:
+        run = asyncio.run(run_calibration(options, os.environ))
+    except (KafkaError, TimeoutError) as exc:  # the cluster answered at start-up, then failed or stalled
+        return fatal(exc)
     click.echo("\n".join(summary(run)))
     if json_file is not None:
         json_file.write_bytes(orjson.dumps(run.report(), option=orjson.OPT_INDENT_2))
