@@ -152,3 +152,15 @@ async def test_a_run_stops_with_the_error_after_the_last_attempt(tmp_path: Path)
         with pytest.raises(TransientAnalyzerError, match="connection reset"):
             await collector.collect([LabeledImage(SECRET_URL, Decision.APPROVED)], CountingProgress())
     assert 3 == len(analyzer.calls)
+
+
+async def test_rows_with_the_same_image_share_one_call(tmp_path: Path) -> None:
+    """Two files with the same bytes and one other: two calls, one row served by the other's call."""
+    tmp_path.joinpath("a.png").write_bytes(b"same image")
+    tmp_path.joinpath("b.png").write_bytes(b"same image")
+    tmp_path.joinpath("c.png").write_bytes(b"other image")
+    images = [LabeledImage(str(tmp_path / name), Decision.APPROVED) for name in ("a.png", "b.png", "c.png")]
+    analyzer = FakeAnalyzer()
+    with AnalysisCache(tmp_path / "cache") as cache:
+        collected = await _collector(analyzer, cache).collect(images, CountingProgress())
+    assert (2, 2, 1) == (len(analyzer.calls), collected.analyzer_calls, collected.cached)

@@ -9,6 +9,7 @@ recolor), as JPEG, with one JSONL label per image. The skin-tone abstracts stand
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sys
 import tempfile
@@ -61,7 +62,7 @@ def build_sample_set(directory: Path) -> None:
                 "": (base, "scaled to at most 256 px"),
                 "-crop": (crop, "centre crop of 60 %"),
                 "-small": (ImageOps.contain(base, (96, 96)), "resized to at most 96 px"),
-                "-recolor": (_recolored(base, photo=sample.source.startswith("photo")), "recolored"),
+                "-recolor": _recolored(base, photo=sample.source.startswith("photo")),
             }
             stem = Path(sample.filename).stem
             for suffix, (image, how) in variants.items():
@@ -74,14 +75,16 @@ def build_sample_set(directory: Path) -> None:
     (directory / "labels.jsonl").write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
 
 
-def _recolored(image: Image.Image, *, photo: bool) -> Image.Image:
-    """Photos in grayscale; drawings with red and blue swapped (their colour is what the model reacts to)."""
+def _recolored(image: Image.Image, *, photo: bool) -> tuple[Image.Image, str]:
+    """Photos toned sepia (also the grayscale ones, so no variant repeats its original); drawings with red
+    and blue swapped (their colour is what the model reacts to)."""
     from PIL import Image, ImageOps  # noqa: PLC0415 - the model extra
 
     if photo:
-        return ImageOps.grayscale(image).convert("RGB")
+        toned = ImageOps.colorize(ImageOps.grayscale(image), black=(30, 16, 0), white=(255, 236, 196))
+        return toned, "recolored sepia"
     red, green, blue = image.split()
-    return Image.merge("RGB", (blue, green, red))
+    return Image.merge("RGB", (blue, green, red)), "recolored with red and blue swapped"
 
 
 def test_every_shipped_row_reads_and_names_a_file_that_exists() -> None:
@@ -109,6 +112,12 @@ def test_every_shipped_image_is_within_the_analyzers_limits() -> None:
             image.load()
             sizes.append(image.size)
     assert [] == [size for size in sizes if not all(50 <= side <= 16000 for side in size)]
+
+
+def test_no_two_shipped_images_are_the_same_file() -> None:
+    """Every variant differs from its original byte for byte, so every row is an image of its own."""
+    digests = Counter(hashlib.sha256(path.read_bytes()).hexdigest() for path in SAMPLES.glob("*.jpg"))
+    assert [] == [digest for digest, count in digests.items() if count > 1]
 
 
 def test_every_row_credits_its_source() -> None:

@@ -1,11 +1,12 @@
 """Collecting the analyses of a labeled set: each image analyzed at most once, under the quota limiter.
 
 For every image: its digest (local files are read here), then the analysis cache; only on a miss one call
-of the ``ImageAnalyzer``, after a token from ``worker.analysis.limiter.QuotaLimiter``. A refusal (image
-error) is an answer and is cached too. Throttling holds the limiter until Retry-After; other transient
-errors back off with jitter and are retried ``max_attempts`` times in all before the run stops with the
-error (what was analyzed so far stays cached, so the next run resumes). ``Progress`` is told of every image
-done, so a caller can draw a bar with an ETA.
+of the ``ImageAnalyzer`` (rows with the same image share it), after a token from
+``worker.analysis.limiter.QuotaLimiter``. A refusal (image error) is an answer and is cached too.
+Throttling holds the limiter until Retry-After; other transient errors back off with jitter and are
+retried ``max_attempts`` times in all before the run stops with the error (what was analyzed so far stays
+cached, so the next run resumes). ``Progress`` is told of every image done, so a caller can draw a bar
+with an ETA.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Collected:
 
     @property
     def cached(self) -> int:
-        """Observations served from the cache."""
+        """Observations that cost no call: served from the cache, or sharing another row's image."""
         return sum(observation.cached for observation in self.observations)
 
 
@@ -79,11 +80,13 @@ class Collector:
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._calls = 0
+        self._pending: dict[str, asyncio.Future[CachedAnswer]] = {}
 
     async def collect(self, images: Sequence[LabeledImage], progress: Progress) -> Collected:
         """One observation per image, in order; raises the analyzer error that stopped the run, or
         ``ConfigurationError`` for a local image that cannot be read."""
         self._calls = 0
+        self._pending.clear()
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self._observe(image, progress)) for image in images]
@@ -99,8 +102,15 @@ class Collector:
             answer = self._cache.get(identity, digest)
             cached = answer is not None
             if answer is None:
-                answer = await self._answer(image, data)
-                self._cache.put(identity, digest, answer)
+                # Two rows with the same image share one call; the first stores it, the others wait for it.
+                pending = self._pending.get(digest)
+                cached = pending is not None
+                if pending is None:
+                    pending = self._pending[digest] = asyncio.ensure_future(self._answer(image, data))
+                    answer = await pending
+                    self._cache.put(identity, digest, answer)
+                else:
+                    answer = await pending
         progress.advance(1)
         return Observation(image, answer.analysis, answer.error_code, cached=cached)
 
