@@ -15,6 +15,7 @@ import click
 from worker import __version__
 from worker.cli.base import EXIT_INTERRUPTED, EXIT_KAFKA, EXIT_USAGE, PROG, CommandTree
 from worker.cli.dev_commands import demo, dev
+from worker.cli.evaluate_commands import calibrate, evaluate
 from worker.cli.intervention_commands import hold, pause, policy, resume
 from worker.cli.replay_commands import replay
 from worker.cli.worker_commands import config, run, topics
@@ -32,7 +33,7 @@ def cli() -> None:
     """
 
 
-for _command in (run, config, topics, hold, pause, resume, policy, replay, demo, dev):
+for _command in (run, config, topics, hold, pause, resume, policy, evaluate, calibrate, replay, demo, dev):
     cli.add_command(_command)
 
 

@@ -2,7 +2,8 @@
 
 The exit codes are the contract docs/configuration.md ("Exit codes") lists: 0 clean stop, 2 configuration
 or usage error, 3 fatal analyzer/Kafka error, 5 the Kafka cluster cannot be reached or refuses the
-connection settings; the dev commands add their own (1 cannot start, and the demo's 4 and 130).
+connection settings, 6 ``evaluate`` found a policy missing a target given on its command line; the dev
+commands add their own (1 cannot start, and the demo's 4 and 130).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from worker.settings import Settings
 
 PROG = "moderation-worker"
 EXIT_USAGE, EXIT_FATAL, EXIT_KAFKA, EXIT_INTERRUPTED = 2, 3, 5, 130
+#: ``evaluate``: the policy misses a target given with --target-*, so a CI job can gate a rollout on it.
+EXIT_TARGETS_MISSED = 6
 PORT = click.IntRange(0, 65535)
 
 

@@ -1,5 +1,7 @@
-"""Understanding decisions before trusting them: shadow policies, the analyses topic and replay.
+"""Understanding decisions before trusting them: evaluation on labeled images, calibration from reviewers,
+shadow policies, the analyses topic and replay.
 
-Layer 2 (docs/architecture.md): built on the domain and on ``worker.kafka``'s connection options; the
-composition root wires the side-record sources into the moderator, the command line runs replay.
+Pure metrics (``confusion``, ``diff``, ``sweep``, ``suggest``, ``calibration``, ``decision_diff``) and the I/O
+around them (labeled sets, the analysis cache, collecting analyses, the report, reading review decisions, the
+analyses topic); layer 2 (docs/architecture.md). See docs/evaluate.md and docs/replay.md.
 """
