@@ -15,6 +15,7 @@ import click
 from worker import __version__
 from worker.cli.base import EXIT_INTERRUPTED, EXIT_KAFKA, EXIT_USAGE, PROG, CommandTree
 from worker.cli.dev_commands import demo, dev
+from worker.cli.review_commands import review
 from worker.cli.worker_commands import config, hold, run, topics
 from worker.errors import ConfigurationError, KafkaConnectionFailed
 
@@ -30,7 +31,7 @@ def cli() -> None:
     """
 
 
-for _command in (run, config, topics, hold, demo, dev):
+for _command in (run, config, topics, hold, review, demo, dev):
     cli.add_command(_command)
 
 
