@@ -48,8 +48,8 @@ class Lease:
 
 @dataclass(frozen=True, slots=True)
 class ItemFilter:
-    """Which pending items to show: ``rule`` matches any reason's rule, ``tag`` any reason's or tag's name;
-    ``kind`` one queue. ``None`` matches everything."""
+    """Which pending items to show: ``rule`` matches any reason's rule, ``tag`` the tag of any reason (the tag
+    a rule fired on); ``kind`` one queue. ``None`` matches everything."""
 
     rule: str | None = None
     tag: str | None = None
@@ -62,8 +62,7 @@ class ItemFilter:
         if self.rule is not None and self.rule not in {reason.rule for reason in item.result.reasons}:
             return False
         if self.tag is not None:
-            names = {reason.tag for reason in item.result.reasons} | {tag.name for tag in item.result.tags}
-            return self.tag in names
+            return self.tag in {reason.tag for reason in item.result.reasons}
         return True
 
 
