@@ -21,7 +21,7 @@ table { border-collapse: collapse; width: 100%; background: #fff; }
 th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid #ddd; vertical-align: top; }
 ul.reasons, ul.tags { margin: 0; padding-left: 1rem; }
 .review { display: grid; grid-template-columns: minmax(300px, 1fr) minmax(280px, 1fr); gap: 1rem; }
-figure.image { margin: 0; background: #fff; padding: .5rem; }
+figure.image { margin: 0; background: #fff; padding: .5rem; overflow: hidden; }
 figure.image img { max-width: 100%; max-height: 70vh; display: block; margin: auto; transition: filter .2s; }
 img.veiled { filter: blur(24px) grayscale(1); }
 .verdict { grid-column: 1 / -1; display: flex; flex-wrap: wrap; gap: .75rem; align-items: end; }

@@ -42,7 +42,7 @@ SECURITY_HEADERS: Final = {
     "Cache-Control": "no-store",
 }
 TEXT_EXPOSITION: Final = "text/plain; version=0.0.4; charset=utf-8"
-_IDENTITY: Final = "review.identity"
+_IDENTITY: Final = web.RequestKey("identity", Identity)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -155,7 +155,7 @@ class ReviewWeb:
         who = self._auth.sign_in(token)
         if who is None:
             return _html(pages.sign_in_page("That token is not valid."), status=401)
-        response = web.HTTPSeeOther("/")
+        response = _see_other("/")
         response.set_cookie(
             SESSION_COOKIE,
             self._auth.session_cookie(who),
@@ -168,7 +168,7 @@ class ReviewWeb:
         return response
 
     async def _sign_out(self, _request: web.Request) -> web.StreamResponse:
-        response = web.HTTPSeeOther("/signin")
+        response = _see_other("/signin")
         response.del_cookie(SESSION_COOKIE, path="/")
         return response
 
@@ -304,10 +304,8 @@ class ReviewWeb:
 
 
 def _who(request: web.Request) -> Identity:
-    who = request[_IDENTITY]
-    if not isinstance(who, Identity):  # the middleware sets it on every non-public route
-        raise web.HTTPUnauthorized()
-    return who
+    """The identity the middleware found (it sets one on every route that is not public)."""
+    return request[_IDENTITY]
 
 
 def _filter(request: web.Request) -> ItemFilter:
@@ -319,6 +317,11 @@ def _filter(request: web.Request) -> ItemFilter:
 def _query(request: web.Request) -> str:
     kept = {name: request.query[name] for name in ("rule", "tag", "queue") if request.query.get(name)}
     return "?" + urlencode(kept) if kept else ""
+
+
+def _see_other(location: str) -> web.Response:
+    """A 303 the handler can still set cookies on (an ``HTTPSeeOther`` must be raised, not returned)."""
+    return web.Response(status=303, headers={"Location": location})
 
 
 def _html(text: str, *, status: int = 200) -> web.Response:
