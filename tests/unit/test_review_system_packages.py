@@ -8,7 +8,7 @@ from tests.unit.test_system_packages import make_sandbox
 
 
 def test_the_browser_need_names_debians_chromium_package(tmp_path: Path) -> None:
-    """Without chromium on PATH, a dry run says it would install the ``chromium`` package, and nothing else."""
+    """Without chromium on PATH, a dry run says it would install the ``chromium`` package and nothing else."""
     sandbox = make_sandbox(tmp_path)
 
     done = sandbox.run("--dry-run", "browser")
