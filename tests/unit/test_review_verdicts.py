@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from jsonschema import Draft202012Validator
 
 from tests.review_samples import SECRET_QUERY, review_item
-from worker.contracts import Contracts, SchemaName
+from worker.contracts import Contracts, SchemaName, default_schemas_dir
 from worker.review.items import ESCALATION_HEADER, ItemKind, ReviewItem, parse_item
 from worker.review.queue import Lease, Role
 from worker.review.verdicts import (
@@ -162,3 +163,14 @@ def test_a_verdict_with_an_unknown_reason_or_an_overlong_note_is_refused(
     """Reason labels come from the configured lists."""
     with pytest.raises(VerdictRefused, match=message):
         plan(review_item(), request_)
+
+
+def test_the_documented_example_satisfies_review_decision_v1() -> None:
+    """schemas/examples/review-decision.v1.json is valid, and so is a document the console writes."""
+    schema = orjson.loads((default_schemas_dir() / "review-decision.v1.json").read_bytes())
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    example = orjson.loads((default_schemas_dir() / "examples" / "review-decision.v1.json").read_bytes())
+    written = orjson.loads(plan(review_item(), VerdictRequest(VerdictKind.REJECT)).records[0].value)
+
+    assert [] == [error.message for error in validator.iter_errors(example)]
+    assert [] == [error.message for error in validator.iter_errors(written)]

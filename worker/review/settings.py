@@ -36,7 +36,7 @@ OptionalPath = Annotated[Path | None, BeforeValidator(_empty_is_none)]
 class ReviewSettings(BaseSettings):
     """Everything ``moderation-worker review`` reads beyond the worker's settings."""
 
-    model_config = SettingsConfigDict(env_prefix=PREFIX, case_sensitive=False, frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, case_sensitive=False, frozen=True, extra="forbid")
 
     host: str = Field("127.0.0.1", description="address the console listens on")
     port: int = Field(9410, ge=0, le=65535, description="its port (0 picks a free one)")
