@@ -12,7 +12,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from playwright.async_api import async_playwright
+from playwright.async_api import async_playwright, expect
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,10 +28,10 @@ async def main(url: str, token: str) -> None:
         await page.screenshot(path=HERE / "review-demo-queue.png")
         await page.keyboard.press("n")
         await page.wait_for_url("**/items/*")
-        await page.wait_for_function("document.getElementById('image').naturalWidth > 0")
+        await expect(page.locator("#image")).not_to_have_js_property("naturalWidth", 0)
         await page.screenshot(path=HERE / "review-demo-item-blurred.png")
         await page.keyboard.press(" ")
-        await page.wait_for_function("getComputedStyle(document.getElementById('image')).filter === 'none'")
+        await expect(page.locator("#image")).to_have_css("filter", "none")
         await page.screenshot(path=HERE / "review-demo-item-revealed.png")
         await browser.close()
 

@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.fixtures.browser import ConsoleFactory, ImageHost, ReviewTopics, token_of
 from tests.kafka_helpers import produce_all, read_all
@@ -110,7 +110,7 @@ async def test_a_reviewer_sees_the_blurred_image_reveals_it_and_rejects_it_by_ke
         await page.keyboard.press("n")
         await page.wait_for_url("**/items/*")
         image = page.locator("#image")
-        await page.wait_for_function("document.getElementById('image').naturalWidth > 0")
+        await expect(image).to_have_js_property("naturalWidth", 320)  # the PNG, served through the console
         html = await page.content()
 
         assert "img-knife" == await shown_image_id(page)
@@ -123,7 +123,8 @@ async def test_a_reviewer_sees_the_blurred_image_reveals_it_and_rejects_it_by_ke
 
         await page.keyboard.press(" ")
         assert "veiled" not in (await image.get_attribute("class") or "")
-        assert "none" == await image.evaluate("element => getComputedStyle(element).filter")
+        await expect(image).to_have_css("filter", "none")  # retries through the short CSS transition
+        await page.screenshot(path=screenshot_path(tmp_path, "review-item-revealed.png"))
         await page.keyboard.press("r")
         await page.wait_for_selector("text=Nothing to review")
         await page.screenshot(path=screenshot_path(tmp_path, "review-empty.png"))
