@@ -334,3 +334,38 @@ async def test_a_forged_cross_site_post_is_refused(
         assert "Origin" in await response.text()
         assert console.queue.held_by("alice") is not None  # the item is still Alice's, undecided
         await context.close()
+
+
+async def test_the_page_renews_the_claim_while_the_reviewer_is_active(
+    chromium: Browser,
+    kafka_bootstrap: str,
+    review_topics: ReviewTopics,
+    image_host: tuple[ImageHost, aiohttp.ClientSession],
+    review_console: ConsoleFactory,
+) -> None:
+    """A third of the lease after some activity the page renews the claim; the console extends it from then.
+
+    The browser's timers run on Playwright's clock and the console's leases on a stepped clock, so nothing
+    waits for real time.
+    """
+    await submit_for_review(kafka_bootstrap, review_topics, image_host[0], "img-slow")
+    clock = SteppedClock()
+    async with review_console(lease_s=30.0, clock=clock) as console:
+        await queued(console, 1)
+        context, page = await signed_in(chromium, console, "alice")
+        await page.clock.install()
+        await page.goto(console.url + "/next")
+        claimed = console.queue.held_by("alice")
+        assert claimed is not None
+
+        clock.now += 20.0
+        await page.mouse.move(10, 10)  # activity
+        async with page.expect_response(lambda response: response.url.endswith("/renew")) as renewal:
+            await page.clock.run_for(10_000)
+        response = await renewal.value
+        renewed = console.queue.held_by("alice")
+
+        assert 200 == response.status
+        assert renewed is not None
+        assert (claimed.lease_id, 1_020.0 + 30.0) == (renewed.lease_id, renewed.expires_at)
+        await context.close()
