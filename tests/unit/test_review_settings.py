@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,11 @@ def test_the_review_command_exits_2_without_an_identity_source(
 
     assert 2 == code
     assert "MODERATION_REVIEW_TOKENS_FILE or MODERATION_REVIEW_TRUSTED_PROXIES" in capsys.readouterr().err
+
+
+def test_docs_review_lists_every_setting_with_its_default() -> None:
+    """docs/review.md's settings table names exactly the variables ReviewSettings reads."""
+    text = (Path(__file__).parents[2] / "docs" / "review.md").read_text()
+    documented = set(re.findall(r"^\| `(MODERATION_REVIEW_\w+)` \|", text, flags=re.MULTILINE))
+
+    assert {f"MODERATION_REVIEW_{name.upper()}" for name in ReviewSettings.model_fields} == documented
