@@ -205,3 +205,23 @@ def test_the_machines_leaning_follows_its_first_rule_or_the_published_audit_deci
     assert machine_leaning(review_item(reasons=(Reason("image_error", detail="x"),))) is None
     audit = review_item(kind=ItemKind.AUDIT, audit={"probability": 1.0, "published_decision": "rejected"})
     assert "rejected" == machine_leaning(audit)
+
+
+async def test_no_metric_label_ever_carries_a_reviewer_or_image_id() -> None:
+    """After verdicts of every kind, no sample's labels name who decided or what."""
+    items = [review_item(f"img-{n}", offset=n, enqueued_at_s=float(n)) for n in range(3)]
+    desk, _, _, registry, _ = desk_with(*items)
+    for verdict in (VerdictKind.APPROVE, VerdictKind.REJECT, VerdictKind.ESCALATE):
+        claimed = desk.claim_next(ALICE)
+        assert claimed is not None
+        await desk.decide(ALICE, claimed[0].key, claimed[1].lease_id, VerdictRequest(verdict))
+
+    values = {
+        value
+        for family in registry.collect()
+        for sample in family.samples
+        for value in sample.labels.values()
+    }
+
+    assert set() == {value for value in values if "alice" in value or "img-" in value}
+    assert "reject" in values  # the labels were read at all
