@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.emulator",
     "tests.fixtures.prometheus",
     "tests.fixtures.tls",
+    "tests.fixtures.browser",
 ]

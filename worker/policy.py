@@ -43,6 +43,7 @@ class Rule(StrEnum):
     NO_SIGNAL = "no_signal"
     HOLD = "hold"
     ALLOWLIST_MATCH = "allowlist_match"
+    HUMAN_REVIEW = "human_review"  # never the policy's: the review console's final result (docs/review.md)
 
 
 _SEVERITY: Final = {Decision.APPROVED: 0, Decision.NEEDS_REVIEW: 1, Decision.REJECTED: 2}

@@ -102,6 +102,23 @@ class AuditMark(NamedTuple):
     probability: float
 
 
+class ReviewProvenance(NamedTuple):
+    """The human verdict on a reviewed image, written as the result's ``review`` object.
+
+    ``verdict`` is ``approve`` or ``reject``; ``queue`` is ``needs_review`` or ``escalated`` (a lead
+    decided); ``machine_decision`` is what the worker had decided. ``decided_at`` must be timezone-aware.
+    """
+
+    verdict: str
+    reason: str
+    reviewer: str
+    role: str
+    decided_at: datetime
+    lease_id: str
+    machine_decision: str
+    queue: str
+
+
 class Routed(NamedTuple):
     """One output record: where it goes, what it says, the label metrics count it under, and its outcome.
 
@@ -170,12 +187,15 @@ def encode_result(
     worker_version: str,
     tags: Sequence[Tag] = (),
     audit: AuditMark | None = None,
+    review: ReviewProvenance | None = None,
 ) -> bytes:
     """Serialise a ``moderation-result.v1`` document; the image URL is written redacted.
 
     ``tags`` are the ones worth showing downstream (matched or top tags); at most ``MAX_RESULT_TAGS`` are
     kept, highest confidence first. ``analyzed_at`` must be timezone-aware. ``audit`` makes the document an
-    audit item (the ``audit`` property), the copy of a published result sampled for reviewers.
+    audit item (the ``audit`` property), the copy of a published result sampled for reviewers. ``review`` is
+    set on the final result of a human-reviewed image (the review console's, whose reasons start with
+    ``human_review``).
     """
     document: dict[str, object] = {
         "schema": _RESULT_SCHEMA,
@@ -194,6 +214,8 @@ def encode_result(
         document["tags"] = [{"name": tag.name, "confidence": tag.confidence} for tag in kept]
     if audit is not None:
         document["audit"] = {"probability": audit.probability, "published_decision": verdict.decision}
+    if review is not None:
+        document["review"] = review._asdict() | {"decided_at": _in_utc(review.decided_at)}
     return orjson.dumps(document, option=orjson.OPT_UTC_Z)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from tests.fixtures.prometheus import dashboard_queries
 from worker.observability.metrics import Metrics, exported_sample_names
+from worker.review.metrics import ReviewMetrics
+from worker.review.queue import ReviewQueue
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "dashboards"
@@ -26,6 +29,7 @@ EXPECTED_DASHBOARDS = {
     "moderation-kafka.json",
     "moderation-drift.json",
     "moderation-dead-letters.json",
+    "moderation-review.json",
 }
 # Series Prometheus itself creates for every scrape target; alerts may use them, dashboards may not.
 PROMETHEUS_SERIES = frozenset({"up"})
@@ -59,6 +63,9 @@ def metric_names(expr: str) -> set[str]:
 def catalogue() -> frozenset[str]:
     registry = CollectorRegistry()
     Metrics(registry, version="test", watched_tags=("weapon",))
+    ReviewMetrics(
+        registry, ReviewQueue(time.monotonic), time.time
+    )  # the review console's, on its own /metrics
     return exported_sample_names(registry)
 
 

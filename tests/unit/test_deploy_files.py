@@ -23,6 +23,7 @@ from worker.cli import cli
 from worker.dev.tlsfiles import make_certificate_authority
 from worker.observability import ops_server
 from worker.observability.metrics import Metrics
+from worker.review.settings import ReviewSettings
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -431,9 +432,12 @@ def test_asyncapi_document_has_the_3_0_structure() -> None:
 
 
 def test_asyncapi_describes_every_topic_and_the_worker_operations() -> None:
-    """One channel per default topic; the worker receives submissions and sends results and dead letters."""
+    """One channel per default topic; the worker receives submissions and sends results and dead letters, the
+    review console sends review decisions."""
     document = _yaml(SCHEMAS / "asyncapi.yaml")
+    review_decisions = ReviewSettings.model_fields["decisions_topic"].default
     expected_topics = {
+        review_decisions,
         DEFAULTS.input_topic,
         DEFAULTS.approved_topic,
         DEFAULTS.review_topic,
@@ -447,6 +451,7 @@ def test_asyncapi_describes_every_topic_and_the_worker_operations() -> None:
         channel = _resolve_pointer(document, operation["channel"]["$ref"])
         by_action[operation["action"]].add(channel["address"])
     expected_sent = {
+        review_decisions,
         DEFAULTS.approved_topic,
         DEFAULTS.review_topic,
         DEFAULTS.rejected_topic,

@@ -18,6 +18,7 @@ from worker.cli.dev_commands import demo, dev
 from worker.cli.evaluate_commands import calibrate, evaluate
 from worker.cli.intervention_commands import hold, pause, policy, resume
 from worker.cli.replay_commands import replay
+from worker.cli.review_commands import review
 from worker.cli.worker_commands import config, run, topics
 from worker.errors import ConfigurationError, KafkaConnectionFailed
 
@@ -33,7 +34,8 @@ def cli() -> None:
     """
 
 
-for _command in (run, config, topics, hold, pause, resume, policy, evaluate, calibrate, replay, demo, dev):
+_COMMANDS = (run, config, topics, hold, pause, resume, policy, review, evaluate, calibrate, replay, demo, dev)
+for _command in _COMMANDS:
     cli.add_command(_command)
 
 

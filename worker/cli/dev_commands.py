@@ -43,6 +43,12 @@ from worker.dev.broker_config import DEFAULT_DATA_DIR, DEFAULT_KAFKA_VERSION, DE
     show_default=True,
     help="submit each image N times (ids get -r2, -r3...); shows pacing",
 )
+@click.option(
+    "--review", is_flag=True, help="then leave the review console running over the needs-review items"
+)
+@click.option(
+    "--review-port", type=PORT, default=0, show_default=True, help="review console port (0: any free)"
+)
 def demo(
     *,
     kafka_port: int,
@@ -52,11 +58,13 @@ def demo(
     work_dir: Path | None,
     timeout_s: float,
     repeat: int,
+    review: bool,
+    review_port: int,
 ) -> int:
     """Run the whole pipeline on this machine with sample images, then stop.
 
     Starts a broker, the emulator (offline model) and the worker, routes the bundled samples end to end and
-    prints a summary.
+    prints a summary. With --review the review console then serves the needs-review items until Ctrl-C.
 
     Exit codes: 0 every sample routed, 1 a prerequisite is missing or a component failed, 2 bad options,
     3 the worker stopped on a fatal error, 4 not every sample was routed in time, 130 interrupted.
@@ -72,6 +80,8 @@ def demo(
         metrics_port=metrics_port,
         timeout_s=timeout_s,
         repeat=repeat,
+        review=review,
+        review_port=review_port,
     )
     return run_demo(options)
 

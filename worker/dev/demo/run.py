@@ -47,6 +47,7 @@ from worker.dev.demo.report import (
     route_counts,
     summary_table,
 )
+from worker.dev.demo.review import serve_review_console
 from worker.dev.demo.traffic import (
     DemoSample,
     publish_submissions,
@@ -84,6 +85,8 @@ class DemoOptions:
     metrics_port: int
     timeout_s: float
     repeat: int
+    review: bool = False
+    review_port: int = 0
 
     def fixed_ports(self) -> dict[str, int]:
         """Each port option by name, for the prerequisite check."""
@@ -92,6 +95,7 @@ class DemoOptions:
             "--emulator-port": self.emulator_port,
             "--samples-port": self.samples_port,
             "--metrics-port": self.metrics_port,
+            "--review-port": self.review_port,
         }
 
 
@@ -145,6 +149,10 @@ class Demo:
             self._step(f"published {len(samples)} submissions to {settings.input_topic}")
             code, outcomes = await self._run_worker(settings, samples)
             self._report(settings, samples, outcomes, tag_source)
+            if self._options.review and code == EXIT_DONE:
+                await serve_review_console(
+                    settings, files, certificate, work, port=self._options.review_port, say=self._step
+                )
             self._step("stopping emulator, image server and broker...")
         self._console.line(f"everything stopped; wall time {time.monotonic() - self._started:.1f} s")
         return code
