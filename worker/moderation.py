@@ -14,11 +14,13 @@ from typing import Protocol
 
 from worker import __version__
 from worker.contracts import Contracts, Guard, InvalidSubmission, Submission
-from worker.domain import Analysis, Decision, Tag, Verdict
+from worker.domain import Analysis, Decision, Reason, Tag, Verdict
 from worker.errors import ImageAnalysisRejected
-from worker.policy import Policy, decide, decide_image_error
+from worker.policy import Policy, Rule, decide, decide_image_error
 from worker.records import (
+    AnalysisSource,
     ConsumedRecord,
+    ContentHashes,
     Outcome,
     Routed,
     SourceCoordinates,
@@ -62,6 +64,25 @@ class GuardedAnalysis(Protocol):
     async def analyze_guarded(self, image_url: str, stall: Stall) -> Analysis: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """What the known-content step saw of one image: the analysis (``None`` when a hash bank decided),
+    where it came from, the image's hashes, and the bank's verdict when one matched."""
+
+    analysis: Analysis | None
+    source: AnalysisSource
+    content: ContentHashes | None = None
+    bank_verdict: Verdict | None = None
+
+
+class KnownContent(Protocol):
+    """Worker-side fetch, hashes, hash banks and the analysis cache (``worker.content.known``), run before
+    the guarded analyzer so a bank match or a cache hit costs no quota. Raises ``InvalidSubmission`` for an
+    unsafe image reference, ``ImageAnalysisRejected`` for an unusable image, and fatal analyzer errors."""
+
+    async def look(self, image_url: str, stall: Stall) -> Sighting: ...
+
+
 class DecisionObserver(Protocol):
     """Told about every analysis and verdict (metrics, drift)."""
 
@@ -82,7 +103,10 @@ class Moderator:
         hold: Callable[[], bool] = lambda: False,
         guard: Guard | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        known_content: KnownContent | None = None,
     ) -> None:
+        """``known_content``: the worker fetches each image itself and looks it up first (``None``: Azure
+        fetches the URL)."""
         self._contracts = contracts
         self._analyzer = analyzer
         self._observer = observer
@@ -91,6 +115,7 @@ class Moderator:
         self._hold = hold
         self._guard = guard
         self._now = now
+        self._known = known_content
         # (decision, policy version, model version) -> result headers: a handful of combinations in practice.
         self._headers: dict[tuple[Decision, str, str | None], Sequence[tuple[str, bytes]]] = {}
 
@@ -107,14 +132,21 @@ class Moderator:
         source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)
         policy = self._policy()
         analysis: Analysis | None
+        sighting: Sighting | None = None
         try:
-            analysis = await self._analyzer.analyze_guarded(submission.image_url, control)
+            if self._known is None:
+                analysis = await self._analyzer.analyze_guarded(submission.image_url, control)
+            else:
+                sighting = await self._known.look(submission.image_url, control)
+                analysis = sighting.analysis
         except ImageAnalysisRejected as exc:
             analysis, verdict = None, decide_image_error(policy, exc.code)
+        except InvalidSubmission as exc:  # the worker-side fetch found the image reference unsafe
+            return self._dead_letter(record, exc)
         else:
-            verdict = decide(policy, analysis, hold=self._hold())
+            verdict = _verdict(policy, analysis, sighting, hold=self._hold())
         self._observer.decided(verdict, analysis)
-        return self._result(submission, verdict, analysis, policy, source)
+        return self._result(submission, verdict, analysis, policy, source, sighting=sighting)
 
     def _result(
         self,
@@ -123,6 +155,8 @@ class Moderator:
         analysis: Analysis | None,
         policy: Policy,
         source: SourceCoordinates,
+        *,
+        sighting: Sighting | None = None,
     ) -> Routed:
         model_version = analysis.model_version if analysis is not None else None
         matched = {reason.tag for reason in verdict.reasons if reason.tag}
@@ -138,6 +172,8 @@ class Moderator:
             source=source,
             worker_version=__version__,
             tags=tags,
+            content=None if sighting is None else sighting.content,
+            analysis_source=None if sighting is None else sighting.source,
         )
         return Routed(
             topic=self._topics.for_decision(verdict.decision),
@@ -192,3 +228,16 @@ class Moderator:
             label=DEAD_LETTER_LABEL,
             outcome=Outcome(str(error.reason), None),
         )
+
+
+def _verdict(policy: Policy, analysis: Analysis | None, sighting: Sighting | None, *, hold: bool) -> Verdict:
+    """A matched bank's verdict, else the policy's on the analysis. Under a hold an approving bank sends
+    to review, as every approval does."""
+    banked = None if sighting is None else sighting.bank_verdict
+    if banked is None:
+        if analysis is None:
+            raise ValueError("a sighting without an analysis must carry a bank's verdict")
+        return decide(policy, analysis, hold=hold)
+    if hold and banked.decision is Decision.APPROVED:
+        return Verdict(Decision.NEEDS_REVIEW, (*banked.reasons, Reason(Rule.HOLD)))
+    return banked

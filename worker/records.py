@@ -11,6 +11,7 @@ import base64
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Final, NamedTuple, Protocol
 
 import orjson
@@ -67,6 +68,25 @@ class Outcome(NamedTuple):
 
     label: str
     submitted_at_s: float | None
+
+
+class ContentHashes(NamedTuple):
+    """Hashes of the image's bytes (worker-side fetch only): ``sha256`` and ``pdq`` as lower-case hex,
+    ``pdq_quality`` 0-100 (PDQ's own score: below 50 the hash says little); PDQ is ``None`` when the
+    bytes could not be decoded as pixels."""
+
+    sha256: str
+    pdq: str | None = None
+    pdq_quality: int | None = None
+
+
+class AnalysisSource(StrEnum):
+    """Where a result's analysis came from: the analyzer call, the analysis cache, or none (a hash bank
+    matched and decided)."""
+
+    ANALYZER = "analyzer"
+    CACHE = "cache"
+    BANK = "bank"
 
 
 class SideRecord(NamedTuple):
@@ -146,11 +166,14 @@ def encode_result(
     source: SourceCoordinates,
     worker_version: str,
     tags: Sequence[Tag] = (),
+    content: ContentHashes | None = None,
+    analysis_source: AnalysisSource | None = None,
 ) -> bytes:
     """Serialise a ``moderation-result.v1`` document; the image URL is written redacted.
 
     ``tags`` are the ones worth showing downstream (matched or top tags); at most ``MAX_RESULT_TAGS`` are
-    kept, highest confidence first. ``analyzed_at`` must be timezone-aware.
+    kept, highest confidence first. ``analyzed_at`` must be timezone-aware. ``content`` and
+    ``analysis_source`` are written when given (the worker fetched the image itself).
     """
     document: dict[str, object] = {
         "schema": _RESULT_SCHEMA,
@@ -167,6 +190,10 @@ def encode_result(
     if tags:
         kept = sorted(tags, key=_by_confidence)[:MAX_RESULT_TAGS] if len(tags) > 1 else tags
         document["tags"] = [{"name": tag.name, "confidence": tag.confidence} for tag in kept]
+    if content is not None:
+        document["content"] = content._asdict()
+    if analysis_source is not None:
+        document["analysis_source"] = analysis_source
     return orjson.dumps(document, option=orjson.OPT_UTC_Z)
 
 

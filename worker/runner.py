@@ -23,11 +23,13 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from worker import __version__
-from worker.analysis.analyzer import Analyzer
+from worker.analysis.analyzer import Analyzer, ImageDataAnalyzer
 from worker.analysis.azure import AzureAnalyzer
 from worker.analysis.breaker import CircuitBreaker
 from worker.analysis.guarded import GuardedAnalyzer
 from worker.analysis.limiter import QuotaLimiter
+from worker.content.fetch import GuardedFetcher
+from worker.content.known import KnownContentStep
 from worker.contracts import Contracts, DeadLetterReason
 from worker.errors import ConfigurationError
 from worker.kafka.clients import kafka_clients
@@ -140,6 +142,7 @@ async def run_worker(
             policy=lambda: policy,
             hold=lambda: control.hold,
             guard=policy.guard(max_value_bytes=settings.max_message_bytes),
+            known_content=await _known_content(settings, base, guarded, stack),
         )
         ops = await stack.enter_async_context(
             OpsServer(registry, health, settings.metrics_host, settings.metrics_port)
@@ -204,6 +207,23 @@ async def run_worker(
                     await task
     log.info("worker_stopped")
     return EXIT_OK
+
+
+async def _known_content(
+    settings: Settings, base: Analyzer, guarded: GuardedAnalyzer, stack: AsyncExitStack
+) -> KnownContentStep | None:
+    """The known-content step when the worker fetches images itself (``MODERATION_IMAGE_FETCH=worker``)."""
+    if settings.image_fetch != "worker":
+        return None
+    if not isinstance(base, ImageDataAnalyzer):
+        raise ConfigurationError(f"MODERATION_IMAGE_FETCH=worker: {type(base).__name__} cannot analyze bytes")
+    fetcher = GuardedFetcher(
+        max_bytes=settings.fetch_max_bytes,
+        timeout_s=settings.fetch_timeout_s,
+        max_redirects=settings.fetch_max_redirects,
+    )
+    stack.push_async_callback(fetcher.aclose)
+    return KnownContentStep(fetcher, guarded)
 
 
 def _drift_monitor(settings: Settings, policy: Policy) -> DriftMonitor:

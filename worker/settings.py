@@ -33,6 +33,8 @@ MASK = "***"
 
 AnalyzerKind = Literal["azure", "model"]
 AuthKind = Literal["key", "entra"]
+#: who fetches the image: Azure from its URL, or the worker (SSRF-guarded, docs/known-content.md)
+ImageFetchKind = Literal["url", "worker"]
 VisualFeature = Literal["tags", "caption", "denseCaptions", "objects", "read", "smartCrops", "people"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 #: codec of the batches the worker produces (docs/kafka.md, "Output compression", says why zstd)
@@ -61,6 +63,7 @@ OptionalText = Annotated[str | None, BeforeValidator(_empty_is_none)]
 OptionalMechanism = Annotated[SaslMechanism | None, BeforeValidator(_empty_is_none)]
 OptionalPath = Annotated[Path | None, BeforeValidator(_empty_is_none)]
 Endpoint = Annotated[str, AfterValidator(_endpoint)]
+Paths = Annotated[tuple[Path, ...], NoDecode, BeforeValidator(_csv)]
 Features = Annotated[tuple[VisualFeature, ...], NoDecode, BeforeValidator(_csv), Field(min_length=1)]
 
 
@@ -157,6 +160,21 @@ class Settings(BaseSettings):
     kafka_startup_timeout_s: float = Field(
         60.0, ge=0.0, description="how long start-up waits for an unreachable cluster, seconds"
     )
+    image_fetch: ImageFetchKind = Field(
+        "url", description="url: Azure fetches the image; worker: the worker fetches it and sends the bytes"
+    )
+    fetch_max_bytes: int = Field(
+        20_971_520, ge=1024, le=20_971_520, description="largest image fetched, bytes"
+    )
+    fetch_timeout_s: float = Field(
+        10.0, ge=0.1, description="deadline of one fetch, redirects included, seconds"
+    )
+    fetch_max_redirects: int = Field(
+        3, ge=0, le=10, description="redirects one fetch follows, each re-checked"
+    )
+    hash_bank_files: Paths = Field((), description="CSV of hash-bank files matched before the quota")
+    analysis_cache_size: int = Field(0, ge=0, description="analyses kept in memory by SHA-256 (0: no cache)")
+    analysis_cache_ttl_s: float = Field(86400.0, gt=0.0, description="how long a cached analysis is used, s")
     env_file: OptionalPath = Field(
         None, description="a file of MODERATION_*=value lines read first; the environment wins over it"
     )
@@ -235,6 +253,13 @@ class Settings(BaseSettings):
                 )
             if self.azure_auth == "key" and not self.azure_key.get_secret_value():
                 gaps.append(("azure_key", f"{PREFIX}AZURE_KEY: required when {PREFIX}AZURE_AUTH=key"))
+        if self.image_fetch == "worker" and self.analyzer != "azure":
+            gaps.append(("image_fetch", f"{PREFIX}IMAGE_FETCH=worker: needs {PREFIX}ANALYZER=azure"))
+        if self.image_fetch != "worker" and (self.hash_bank_files or self.analysis_cache_size):
+            problem = (
+                f"{PREFIX}HASH_BANK_FILES and {PREFIX}ANALYSIS_CACHE_SIZE need {PREFIX}IMAGE_FETCH=worker"
+            )
+            gaps.append(("image_fetch", problem))
         return gaps
 
     def kafka_security(self) -> KafkaSecurity:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import ipaddress
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -83,6 +84,23 @@ async def resolve_with_loop(host: str, port: int) -> Sequence[IPAddress]:
         if address is not None and address not in addresses:
             addresses.append(address)
     return addresses
+
+
+def static_resolver(hosts: Mapping[str, Sequence[str]]) -> Resolve:
+    """A ``Resolve`` answering fixed addresses for the names in ``hosts`` (tests, the local demo); any
+    other name does not resolve. Its answers are checked by the policy like any others."""
+    table = {
+        name.lower().rstrip("."): [ipaddress.ip_address(text) for text in texts]
+        for name, texts in hosts.items()
+    }
+
+    async def resolve(host: str, _port: int) -> Sequence[IPAddress]:
+        addresses = table.get(host.lower().rstrip("."))
+        if addresses is None:
+            raise OSError(-2, f"{host} is not a static host")
+        return addresses
+
+    return resolve
 
 
 # The addresses the current hop checked, by host: set by ``fetch`` in its own task, read by the resolver

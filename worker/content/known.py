@@ -1,0 +1,62 @@
+"""The known-content step (``worker.moderation.KnownContent``): fetch the image, hash it, match the hash
+banks, then the analysis cache, and only then call the guarded analyzer with the bytes.
+
+A bank match or a cache hit costs no quota: the guarded analyzer, which takes the quota token, is called
+only for an image neither knows. A fetch refusal is translated at this boundary: an unsafe reference
+(not https, no usable host, an address that is not public) becomes the ``unsafe_url`` dead letter, any
+other refusal an image error whose code is ``fetch:<reason>`` (decided by the policy's ``on_image_error``).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Protocol
+
+from worker.content.fetch import FetchedImage, FetchRefusal, FetchRefused
+from worker.contracts import DeadLetterReason, InvalidSubmission
+from worker.domain import Analysis
+from worker.errors import ImageAnalysisRejected
+from worker.moderation import Sighting
+from worker.records import AnalysisSource, Stall
+
+UNSAFE_REFERENCE: Final = frozenset(
+    {FetchRefusal.NOT_HTTPS, FetchRefusal.BAD_URL, FetchRefusal.ADDRESS_NOT_ALLOWED}
+)
+"""Refusals that say the reference itself is unsafe: dead-lettered as ``unsafe_url``, never analyzed."""
+IMAGE_ERROR_PREFIX: Final = "fetch:"
+
+
+class ImageFetcher(Protocol):
+    """``worker.content.fetch.GuardedFetcher``: the image's bytes, or ``FetchRefused``."""
+
+    async def fetch(self, url: str) -> FetchedImage: ...
+
+
+class GuardedDataAnalysis(Protocol):
+    """``worker.analysis.guarded.GuardedAnalyzer.analyze_guarded_data``: quota, breaker and retries."""
+
+    async def analyze_guarded_data(self, image_data: bytes, stall: Stall) -> Analysis: ...
+
+
+def translate_refusal(refused: FetchRefused) -> InvalidSubmission | ImageAnalysisRejected:
+    """The error the pipeline already knows for a fetch refusal: a dead letter or an image error."""
+    if refused.reason in UNSAFE_REFERENCE:
+        return InvalidSubmission(DeadLetterReason.UNSAFE_URL, f"worker-side fetch: {refused}")
+    return ImageAnalysisRejected(str(refused), code=f"{IMAGE_ERROR_PREFIX}{refused.reason}")
+
+
+class KnownContentStep:
+    """Implements ``worker.moderation.KnownContent`` over a fetcher and the guarded analyzer."""
+
+    def __init__(self, fetcher: ImageFetcher, analyzer: GuardedDataAnalysis) -> None:
+        self._fetcher = fetcher
+        self._analyzer = analyzer
+
+    async def look(self, image_url: str, stall: Stall) -> Sighting:
+        """Fetch, then analyze the bytes; raises ``InvalidSubmission`` or ``ImageAnalysisRejected`` for a
+        refused fetch (``translate_refusal``), and whatever the guarded analyzer raises."""
+        try:
+            image = await self._fetcher.fetch(image_url)
+        except FetchRefused as refused:
+            raise translate_refusal(refused) from None
+        analysis = await self._analyzer.analyze_guarded_data(image.data, stall)
+        return Sighting(analysis, AnalysisSource.ANALYZER)
