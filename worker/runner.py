@@ -28,15 +28,13 @@ from worker.analysis.azure import AzureAnalyzer
 from worker.analysis.breaker import CircuitBreaker
 from worker.analysis.guarded import GuardedAnalyzer
 from worker.analysis.limiter import QuotaLimiter
-from worker.content.fetch import GuardedFetcher
-from worker.content.known import KnownContentStep
 from worker.contracts import Contracts, DeadLetterReason
 from worker.errors import ConfigurationError
 from worker.kafka.clients import kafka_clients
 from worker.kafka.control import ControlState, follow_control
 from worker.kafka.loop import Pipeline, WorkerStopped
 from worker.kafka.startup import open_cluster
-from worker.moderation import Moderator, RouteTopics
+from worker.moderation import KnownContent, Moderator, RouteTopics
 from worker.observability.drift import DriftMonitor, DriftReference, load_reference
 from worker.observability.logs import configure_logging
 from worker.observability.metrics import Metrics
@@ -211,10 +209,18 @@ async def run_worker(
 
 async def _known_content(
     settings: Settings, base: Analyzer, guarded: GuardedAnalyzer, stack: AsyncExitStack
-) -> KnownContentStep | None:
+) -> KnownContent | None:
     """The known-content step when the worker fetches images itself (``MODERATION_IMAGE_FETCH=worker``)."""
     if settings.image_fetch != "worker":
         return None
+    try:  # the content extra (numpy, Pillow, pdqhash), loaded on demand
+        from worker.content.bank_source import load_bank_files  # noqa: PLC0415
+        from worker.content.banks import HashBanks  # noqa: PLC0415
+        from worker.content.fetch import GuardedFetcher  # noqa: PLC0415
+        from worker.content.hashes import content_hashes  # noqa: PLC0415
+        from worker.content.known import KnownContentStep  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigurationError("MODERATION_IMAGE_FETCH=worker needs the `content` extra") from exc
     if not isinstance(base, ImageDataAnalyzer):
         raise ConfigurationError(f"MODERATION_IMAGE_FETCH=worker: {type(base).__name__} cannot analyze bytes")
     fetcher = GuardedFetcher(
@@ -223,7 +229,9 @@ async def _known_content(
         max_redirects=settings.fetch_max_redirects,
     )
     stack.push_async_callback(fetcher.aclose)
-    return KnownContentStep(fetcher, guarded)
+    banks = HashBanks()
+    load_bank_files(settings.hash_bank_files, banks)
+    return KnownContentStep(fetcher, guarded, banks=banks, hash_image=content_hashes)
 
 
 def _drift_monitor(settings: Settings, policy: Policy) -> DriftMonitor:

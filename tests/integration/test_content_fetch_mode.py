@@ -6,6 +6,7 @@ The emulator's counters prove where the quota went: one call per analyzed image,
 
 from __future__ import annotations
 
+import hashlib
 import io
 import ipaddress
 from collections.abc import AsyncIterator
@@ -25,9 +26,12 @@ from worker.analysis.breaker import CircuitBreaker
 from worker.analysis.guarded import GuardedAnalyzer
 from worker.analysis.limiter import QuotaLimiter
 from worker.content.addresses import AddressPolicy
+from worker.content.banks import DEFAULT_PDQ_THRESHOLD, Bank, BankAction, HashBanks
 from worker.content.fetch import GuardedFetcher, static_resolver
+from worker.content.hashes import content_hashes
 from worker.content.known import KnownContentStep
 from worker.contracts import Contracts
+from worker.dev.demo.samples import skimage_data_dir
 from worker.dev.emulator.server import Emulator
 from worker.dev.tlsfiles import Certificate, HttpsFileServer, make_self_signed
 from worker.domain import Analysis, Verdict
@@ -92,13 +96,30 @@ def _jpeg(colour: tuple[int, int, int]) -> bytes:
     return buffer.getvalue()
 
 
+def _banned() -> bytes:
+    """The demo's astronaut photo, as scikit-image ships it."""
+    return (skimage_data_dir() / "astronaut.png").read_bytes()
+
+
+def _reencoded(image: bytes) -> bytes:
+    """The picture at half size as a JPEG: other bytes, the same picture."""
+    with Image.open(io.BytesIO(image)) as picture:
+        buffer = io.BytesIO()
+        picture.resize((picture.width // 2, picture.height // 2)).save(buffer, format="JPEG", quality=70)
+    return buffer.getvalue()
+
+
+BANNED = _banned()
+
+
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[tuple[HttpsFileServer, Certificate]]:
-    """An https image store on the loopback holding ``red.jpg`` and ``page.html``."""
+    """An https image store on the loopback holding ``red.jpg``, ``page.html`` and ``banned-copy.jpg``."""
     certificate = await make_self_signed(HOST, tmp_path / "tls")
     (tmp_path / "files").mkdir()
     (tmp_path / "files" / "red.jpg").write_bytes(_jpeg((220, 20, 20)))
     (tmp_path / "files" / "page.html").write_text("<html></html>")
+    (tmp_path / "files" / "banned-copy.jpg").write_bytes(_reencoded(BANNED))
     async with HttpsFileServer(tmp_path / "files", certificate) as server:
         yield server, certificate
 
@@ -117,6 +138,9 @@ async def moderator(
         Calls(),
         budget_s=5.0,
     )
+    banks = HashBanks()
+    banks.define(Bank("known-bad", BankAction.REJECT))
+    banks.add("known-bad", pdq=content_hashes(BANNED).pdq)
     fetcher = GuardedFetcher(
         policy=AddressPolicy(exceptions=frozenset({ipaddress.ip_address("127.0.0.1")})),
         resolve=static_resolver({HOST: ["127.0.0.1"], PRIVATE_HOST: ["10.20.30.40"]}),
@@ -131,7 +155,7 @@ async def moderator(
         topics=TOPICS,
         policy=lambda: policy,
         now=lambda: NOW,
-        known_content=KnownContentStep(fetcher, guarded),
+        known_content=KnownContentStep(fetcher, guarded, hash_image=content_hashes, banks=banks),
     )
     await fetcher.aclose()
     await analyzer.aclose()
@@ -153,7 +177,9 @@ async def test_a_fetched_image_is_analyzed_from_its_bytes(
     analysis came from the analyzer, and the emulator counts one call."""
     server, _ = store
     routed, document = await _moderate(moderator, server.url_for("red.jpg"))
+    expected_sha256 = hashlib.sha256(_jpeg((220, 20, 20))).hexdigest()
     assert ("analyzer", 1) == (document["analysis_source"], emulator.stats.calls_total)
+    assert (expected_sha256, 64) == (document["content"]["sha256"], len(document["content"]["pdq"]))
     assert routed.topic in (TOPICS.approved, TOPICS.needs_review, TOPICS.rejected)
     assert document["model_version"] is not None
 
@@ -184,3 +210,24 @@ async def test_a_body_that_is_no_image_is_an_image_error_without_a_call(
         document["reasons"],
         emulator.stats.calls_total,
     )
+
+
+async def test_a_banned_picture_is_rejected_by_its_bank_without_a_call(
+    moderator: Moderator, emulator: Emulator, store: tuple[HttpsFileServer, Certificate]
+) -> None:
+    """A re-encoded, resized copy of a banked picture matches its PDQ hash before the quota: rejected, the
+    reason names bank, hash kind and distance, no model version, no analyzer call."""
+    server, _ = store
+    routed, document = await _moderate(moderator, server.url_for("banned-copy.jpg"))
+    [reason] = document["reasons"]
+    bank, kind, distance = reason["detail"].split()
+    assert (TOPICS.rejected, "hash_bank", "bank=known-bad", "hash=pdq", "bank", None, 0) == (
+        routed.topic,
+        reason["rule"],
+        bank,
+        kind,
+        document["analysis_source"],
+        document["model_version"],
+        emulator.stats.calls_total,
+    )
+    assert int(distance.removeprefix("distance=")) <= DEFAULT_PDQ_THRESHOLD

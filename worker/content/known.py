@@ -9,14 +9,17 @@ other refusal an image error whose code is ``fetch:<reason>`` (decided by the po
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Final, Protocol
 
+from worker.content.banks import HashBanks
 from worker.content.fetch import FetchedImage, FetchRefusal, FetchRefused
 from worker.contracts import DeadLetterReason, InvalidSubmission
 from worker.domain import Analysis
 from worker.errors import ImageAnalysisRejected
 from worker.moderation import Sighting
-from worker.records import AnalysisSource, Stall
+from worker.records import AnalysisSource, ContentHashes, Stall
 
 UNSAFE_REFERENCE: Final = frozenset(
     {FetchRefusal.NOT_HTTPS, FetchRefusal.BAD_URL, FetchRefusal.ADDRESS_NOT_ALLOWED}
@@ -45,18 +48,34 @@ def translate_refusal(refused: FetchRefused) -> InvalidSubmission | ImageAnalysi
 
 
 class KnownContentStep:
-    """Implements ``worker.moderation.KnownContent`` over a fetcher and the guarded analyzer."""
+    """Implements ``worker.moderation.KnownContent`` over a fetcher, the hash banks and the guarded
+    analyzer. ``hash_image`` is ``worker.content.hashes.content_hashes`` in production; it runs in a worker
+    thread, off the event loop."""
 
-    def __init__(self, fetcher: ImageFetcher, analyzer: GuardedDataAnalysis) -> None:
+    def __init__(
+        self,
+        fetcher: ImageFetcher,
+        analyzer: GuardedDataAnalysis,
+        *,
+        hash_image: Callable[[bytes], ContentHashes],
+        banks: HashBanks | None = None,
+    ) -> None:
         self._fetcher = fetcher
         self._analyzer = analyzer
+        self._banks = banks
+        self._hash_image = hash_image
 
     async def look(self, image_url: str, stall: Stall) -> Sighting:
-        """Fetch, then analyze the bytes; raises ``InvalidSubmission`` or ``ImageAnalysisRejected`` for a
-        refused fetch (``translate_refusal``), and whatever the guarded analyzer raises."""
+        """Fetch, hash, match the banks, else analyze the bytes; raises ``InvalidSubmission`` or
+        ``ImageAnalysisRejected`` for a refused fetch (``translate_refusal``), and whatever the guarded
+        analyzer raises."""
         try:
             image = await self._fetcher.fetch(image_url)
         except FetchRefused as refused:
             raise translate_refusal(refused) from None
+        hashes = await asyncio.to_thread(self._hash_image, image.data)
+        match = self._banks.match(hashes) if self._banks is not None else None
+        if match is not None:
+            return Sighting(None, AnalysisSource.BANK, hashes, match.verdict())
         analysis = await self._analyzer.analyze_guarded_data(image.data, stall)
-        return Sighting(analysis, AnalysisSource.ANALYZER)
+        return Sighting(analysis, AnalysisSource.ANALYZER, hashes)
