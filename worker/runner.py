@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
@@ -34,7 +35,7 @@ from worker.kafka.clients import kafka_clients
 from worker.kafka.control import ControlState, follow_control
 from worker.kafka.loop import Pipeline, WorkerStopped
 from worker.kafka.startup import open_cluster
-from worker.moderation import KnownContent, Moderator, RouteTopics
+from worker.moderation import Moderator, RouteTopics
 from worker.observability.drift import DriftMonitor, DriftReference, load_reference
 from worker.observability.logs import configure_logging
 from worker.observability.metrics import Metrics
@@ -43,6 +44,9 @@ from worker.observability.ops_server import HealthState, OpsServer
 from worker.policy import Policy
 from worker.policy_file import load_default_policy, load_policy
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.content.setup import KnownContentSetup
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +131,9 @@ async def run_worker(
         guarded = GuardedAnalyzer(
             base, limiter, breaker, CallMetrics(metrics, health), budget_s=settings.retry_budget_s
         )
+        known = _known_content(settings, base, guarded)
+        if known is not None:
+            stack.push_async_callback(known.aclose)
         moderator = Moderator(
             contracts,
             guarded,
@@ -140,7 +147,7 @@ async def run_worker(
             policy=lambda: policy,
             hold=lambda: control.hold,
             guard=policy.guard(max_value_bytes=settings.max_message_bytes),
-            known_content=await _known_content(settings, base, guarded, stack),
+            known_content=None if known is None else known.step,
         )
         ops = await stack.enter_async_context(
             OpsServer(registry, health, settings.metrics_host, settings.metrics_port)
@@ -148,6 +155,8 @@ async def run_worker(
         if on_ready is not None:
             on_ready(ops.port)
         options = await stack.enter_async_context(open_cluster(settings))
+        if known is not None:
+            await known.start(options)
         consumer, producer = await stack.enter_async_context(kafka_clients(settings, options))
         pipeline = Pipeline(
             consumer,
@@ -207,31 +216,17 @@ async def run_worker(
     return EXIT_OK
 
 
-async def _known_content(
-    settings: Settings, base: Analyzer, guarded: GuardedAnalyzer, stack: AsyncExitStack
-) -> KnownContent | None:
-    """The known-content step when the worker fetches images itself (``MODERATION_IMAGE_FETCH=worker``)."""
+def _known_content(settings: Settings, base: Analyzer, guarded: GuardedAnalyzer) -> KnownContentSetup | None:
+    """Known content when the worker fetches images itself (``MODERATION_IMAGE_FETCH=worker``)."""
     if settings.image_fetch != "worker":
         return None
-    try:  # the content extra (numpy, Pillow, pdqhash), loaded on demand
-        from worker.content.bank_source import load_bank_files  # noqa: PLC0415
-        from worker.content.banks import HashBanks  # noqa: PLC0415
-        from worker.content.fetch import GuardedFetcher  # noqa: PLC0415
-        from worker.content.hashes import content_hashes  # noqa: PLC0415
-        from worker.content.known import KnownContentStep  # noqa: PLC0415
-    except ImportError as exc:
-        raise ConfigurationError("MODERATION_IMAGE_FETCH=worker needs the `content` extra") from exc
     if not isinstance(base, ImageDataAnalyzer):
         raise ConfigurationError(f"MODERATION_IMAGE_FETCH=worker: {type(base).__name__} cannot analyze bytes")
-    fetcher = GuardedFetcher(
-        max_bytes=settings.fetch_max_bytes,
-        timeout_s=settings.fetch_timeout_s,
-        max_redirects=settings.fetch_max_redirects,
-    )
-    stack.push_async_callback(fetcher.aclose)
-    banks = HashBanks()
-    load_bank_files(settings.hash_bank_files, banks)
-    return KnownContentStep(fetcher, guarded, banks=banks, hash_image=content_hashes)
+    try:  # the content extra (numpy, Pillow, pdqhash), loaded on demand
+        from worker.content.setup import KnownContentSetup  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigurationError("MODERATION_IMAGE_FETCH=worker needs the `content` extra") from exc
+    return KnownContentSetup(settings, guarded)
 
 
 def _drift_monitor(settings: Settings, policy: Policy) -> DriftMonitor:

@@ -173,6 +173,8 @@ class Settings(BaseSettings):
         3, ge=0, le=10, description="redirects one fetch follows, each re-checked"
     )
     hash_bank_files: Paths = Field((), description="CSV of hash-bank files matched before the quota")
+    hash_banks_from_topic: bool = Field(False, description="follow the bank topic: live bank changes")
+    hash_banks_topic: Text = Field("moderation.hash-banks", description="hash-bank updates, compacted")
     analysis_cache_size: int = Field(0, ge=0, description="analyses kept in memory by SHA-256 (0: no cache)")
     analysis_cache_ttl_s: float = Field(86400.0, gt=0.0, description="how long a cached analysis is used, s")
     env_file: OptionalPath = Field(
@@ -255,10 +257,9 @@ class Settings(BaseSettings):
                 gaps.append(("azure_key", f"{PREFIX}AZURE_KEY: required when {PREFIX}AZURE_AUTH=key"))
         if self.image_fetch == "worker" and self.analyzer != "azure":
             gaps.append(("image_fetch", f"{PREFIX}IMAGE_FETCH=worker: needs {PREFIX}ANALYZER=azure"))
-        if self.image_fetch != "worker" and (self.hash_bank_files or self.analysis_cache_size):
-            problem = (
-                f"{PREFIX}HASH_BANK_FILES and {PREFIX}ANALYSIS_CACHE_SIZE need {PREFIX}IMAGE_FETCH=worker"
-            )
+        known = self.hash_bank_files or self.hash_banks_from_topic or self.analysis_cache_size
+        if self.image_fetch != "worker" and known:
+            problem = f"hash banks and the analysis cache need {PREFIX}IMAGE_FETCH=worker"
             gaps.append(("image_fetch", problem))
         return gaps
 

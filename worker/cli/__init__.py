@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import click
 
 from worker import __version__
+from worker.cli.bank_commands import bank
 from worker.cli.base import EXIT_INTERRUPTED, EXIT_KAFKA, EXIT_USAGE, PROG, CommandTree
 from worker.cli.dev_commands import demo, dev
 from worker.cli.worker_commands import config, hold, run, topics
@@ -30,7 +31,7 @@ def cli() -> None:
     """
 
 
-for _command in (run, config, topics, hold, demo, dev):
+for _command in (run, config, topics, hold, bank, demo, dev):
     cli.add_command(_command)
 
 

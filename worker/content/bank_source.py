@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Final
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from worker.content.banks import DEFAULT_PDQ_THRESHOLD, Bank, BankAction, HashBanks
 from worker.errors import ConfigurationError
 from worker.kafka.security import ConnectionOptions
+from worker.kafka.startup import open_cluster, start_explained
+from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,28 @@ class BankUpdates:
         if previous is not None and previous[1].pdq != image.pdq:
             self._banks.remove(bank_name, pdq=previous[1].pdq)
         self._images[key] = (bank_name, image)
+
+
+async def publish_bank_records(settings: Settings, records: Iterable[tuple[bytes, bytes | None]]) -> None:
+    """Publish ``(key, value)`` records to the bank topic and wait for every acknowledgement.
+
+    Connects as the worker does (``open_cluster``: waits for the cluster, raises ``KafkaConnectionFailed``).
+    """
+    async with open_cluster(settings) as options:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            **options.client_kwargs(),
+        )
+        try:  # stop() also after a failed start(): it closes what start() opened
+            await start_explained(
+                producer.start, settings.bootstrap_servers, settings.kafka_security(), options
+            )
+            for key, value in records:
+                await producer.send_and_wait(settings.hash_banks_topic, value, key=key)
+        finally:
+            await producer.stop()
 
 
 async def follow_bank_topic(

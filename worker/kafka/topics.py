@@ -1,4 +1,5 @@
-"""``moderation-worker topics create``: the input, three result, dead-letter and control topics.
+"""``moderation-worker topics create``: the input, three result, dead-letter and control topics, and the
+topics of the features that are on (the hash-bank topic).
 
 Idempotent: topics that exist are reported and left as they are (never reconfigured).
 """
@@ -19,7 +20,8 @@ _NO_ERROR: Final = 0
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    """What to create: data topics keep ``result_retention_ms``; the control topic is compacted."""
+    """What to create: data topics keep ``result_retention_ms``; the control topic, and the hash-bank topic
+    when the worker follows it, are compacted."""
     replication = settings.topic_replication
     retention = {"retention.ms": str(settings.result_retention_ms)}
     specs = [NewTopic(settings.input_topic, settings.topic_partitions, replication, topic_configs=retention)]
@@ -27,9 +29,10 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(name, settings.topic_partitions, replication, topic_configs=retention)
         for name in settings.output_topics
     ]
-    specs.append(
-        NewTopic(settings.control_topic, 1, replication, topic_configs={"cleanup.policy": "compact"})
-    )
+    compacted = {"cleanup.policy": "compact"}
+    specs.append(NewTopic(settings.control_topic, 1, replication, topic_configs=compacted))
+    if settings.hash_banks_from_topic:  # known content (docs/known-content.md): read whole by every replica
+        specs.append(NewTopic(settings.hash_banks_topic, 1, replication, topic_configs=compacted))
     return specs
 
 
