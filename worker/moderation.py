@@ -23,6 +23,7 @@ from worker.records import (
     ContentHashes,
     Outcome,
     Routed,
+    SideRecord,
     SourceCoordinates,
     Stall,
     encode_dead_letter,
@@ -67,12 +68,14 @@ class GuardedAnalysis(Protocol):
 @dataclass(frozen=True, slots=True)
 class Sighting:
     """What the known-content step saw of one image: the analysis (``None`` when a hash bank decided),
-    where it came from, the image's hashes, and the bank's verdict when one matched."""
+    where it came from, the image's hashes, the bank's verdict when one matched, and side records."""
 
     analysis: Analysis | None
     source: AnalysisSource
     content: ContentHashes | None = None
     bank_verdict: Verdict | None = None
+    side: tuple[SideRecord, ...] = ()
+    """Records to send with the result (the analysis shared through the cache topic)."""
 
 
 class KnownContent(Protocol):
@@ -185,6 +188,7 @@ class Moderator:
                 verdict.decision,
                 None if submission.submitted_at is None else submission.submitted_at.timestamp(),
             ),
+            side=() if sighting is None else sighting.side,
         )
 
     def _result_headers(

@@ -177,6 +177,8 @@ class Settings(BaseSettings):
     hash_banks_topic: Text = Field("moderation.hash-banks", description="hash-bank updates, compacted")
     analysis_cache_size: int = Field(0, ge=0, description="analyses kept in memory by SHA-256 (0: no cache)")
     analysis_cache_ttl_s: float = Field(86400.0, gt=0.0, description="how long a cached analysis is used, s")
+    analysis_cache_shared: bool = Field(False, description="share cached analyses through the cache topic")
+    analysis_cache_topic: Text = Field("moderation.analysis-cache", description="shared analyses, compacted")
     env_file: OptionalPath = Field(
         None, description="a file of MODERATION_*=value lines read first; the environment wins over it"
     )

@@ -2,7 +2,7 @@
 bank topic matches the image from then on, without a restart; a tombstone takes it out again everywhere.
 
 Each "replica" here is what a worker runs for its banks: its own ``HashBanks`` filled by
-``follow_bank_topic`` (no consumer group: every replica reads the whole topic).
+``follow_compacted_topic`` (no consumer group: every replica reads the whole topic).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 from tests.fixtures.kafka import NewTopics
 from worker.cli import main
-from worker.content.bank_source import BankUpdates, follow_bank_topic, publish_bank_records
+from worker.content.bank_source import BankUpdates, follow_compacted_topic, publish_bank_records
 from worker.content.banks import Bank, BankAction, HashBanks, HashKind
 from worker.content.hashes import content_hashes
 from worker.dev.demo.samples import skimage_data_dir
@@ -82,7 +82,7 @@ async def replicas(kafka_bootstrap: str, bank_topic: str) -> AsyncIterator[list[
     replicas = [Replica() for _ in range(3)]
     tasks = [
         asyncio.create_task(
-            follow_bank_topic(kafka_bootstrap, bank_topic, replica.updates, options=PLAINTEXT)
+            follow_compacted_topic(kafka_bootstrap, bank_topic, replica.updates, options=PLAINTEXT)
         )
         for replica in replicas
     ]
@@ -144,7 +144,7 @@ async def test_a_replica_started_later_reads_the_banks_from_the_start(
     replica = Replica()
     caught_up = asyncio.Event()
     task = asyncio.create_task(
-        follow_bank_topic(
+        follow_compacted_topic(
             kafka_bootstrap,
             bank_topic,
             replica.updates,

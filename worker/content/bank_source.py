@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -147,10 +147,16 @@ async def publish_bank_records(settings: Settings, records: Iterable[tuple[bytes
             await producer.stop()
 
 
-async def follow_bank_topic(
+class RecordSink(Protocol):
+    """What a followed topic's records are applied to (``BankUpdates``, ``AnalysisCache``)."""
+
+    def apply(self, key: bytes | None, value: bytes | None) -> bool: ...
+
+
+async def follow_compacted_topic(
     bootstrap_servers: str,
     topic: str,
-    updates: BankUpdates,
+    updates: RecordSink,
     *,
     options: ConnectionOptions,
     on_caught_up: Callable[[], None] = lambda: None,

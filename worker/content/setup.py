@@ -1,5 +1,6 @@
 """Known content as the settings ask for it: the guarded fetcher, the hash banks (files, and the bank topic
-followed while the worker runs) and the step the moderator calls.
+followed while the worker runs), the analysis cache (and the cache topic it shares) and the step the
+moderator calls.
 
 The runner builds a ``KnownContentSetup`` only in worker-fetch mode (``MODERATION_IMAGE_FETCH=worker``), so
 the ``content`` extra (numpy, Pillow, pdqhash) is needed only then. Bank files that cannot be read stop the
@@ -12,14 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from worker.content.bank_source import BankUpdates, follow_bank_topic, load_bank_files
+from worker.content.bank_source import BankUpdates, follow_compacted_topic, load_bank_files
 from worker.content.banks import HashBanks
+from worker.content.cache import AnalysisCache
 from worker.content.fetch import GuardedFetcher
 from worker.content.hashes import content_hashes
 from worker.content.known import GuardedDataAnalysis, KnownContentStep
 from worker.errors import ConfigurationError
 from worker.kafka.security import ConnectionOptions
 from worker.settings import Settings
+
+
+def analyzer_version(settings: Settings) -> str:
+    """What a cached analysis is valid for: the analyzer and the features it was asked for."""
+    return f"{settings.analyzer}:{'+'.join(settings.visual_features)}"
 
 
 class KnownContentSetup:
@@ -34,21 +41,43 @@ class KnownContentSetup:
         )
         self.banks = HashBanks()
         load_bank_files(settings.hash_bank_files, self.banks)
-        self.step = KnownContentStep(self.fetcher, analyzer, hash_image=content_hashes, banks=self.banks)
+        self.cache: AnalysisCache | None = None
+        if settings.analysis_cache_size:
+            self.cache = AnalysisCache(
+                max_entries=settings.analysis_cache_size,
+                ttl_s=settings.analysis_cache_ttl_s,
+                version=analyzer_version(settings),
+            )
+        self.step = KnownContentStep(
+            self.fetcher,
+            analyzer,
+            hash_image=content_hashes,
+            banks=self.banks,
+            cache=self.cache,
+            cache_topic=settings.analysis_cache_topic
+            if self.cache and settings.analysis_cache_shared
+            else None,
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, options: ConnectionOptions) -> None:
-        """Follow the bank topic (when configured) and return once what it held at start is applied.
+        """Follow the cache topic (when shared: in the background) and the bank topic (when configured),
+        returning once what the bank topic held at start is applied.
 
-        Raises ``ConfigurationError`` when the topic cannot be read to its end within
+        Raises ``ConfigurationError`` when the bank topic cannot be read to its end within
         ``MODERATION_KAFKA_STARTUP_TIMEOUT_S``.
         """
         settings = self._settings
+        if self.cache is not None and settings.analysis_cache_shared:
+            follow_cache = follow_compacted_topic(
+                settings.bootstrap_servers, settings.analysis_cache_topic, self.cache, options=options
+            )
+            self._tasks.append(asyncio.create_task(follow_cache, name="analysis-cache-follower"))
         if not settings.hash_banks_from_topic:
             return
         caught_up = asyncio.Event()
         follower = asyncio.create_task(
-            follow_bank_topic(
+            follow_compacted_topic(
                 settings.bootstrap_servers,
                 settings.hash_banks_topic,
                 BankUpdates(self.banks),

@@ -1,5 +1,5 @@
 """``moderation-worker topics create``: the input, three result, dead-letter and control topics, and the
-topics of the features that are on (the hash-bank topic).
+topics of the features that are on (the hash-bank and analysis-cache topics).
 
 Idempotent: topics that exist are reported and left as they are (never reconfigured).
 """
@@ -20,8 +20,8 @@ _NO_ERROR: Final = 0
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    """What to create: data topics keep ``result_retention_ms``; the control topic, and the hash-bank topic
-    when the worker follows it, are compacted."""
+    """What to create: data topics keep ``result_retention_ms``; the control topic, and the hash-bank and
+    analysis-cache topics when they are on, are compacted."""
     replication = settings.topic_replication
     retention = {"retention.ms": str(settings.result_retention_ms)}
     specs = [NewTopic(settings.input_topic, settings.topic_partitions, replication, topic_configs=retention)]
@@ -33,6 +33,16 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     specs.append(NewTopic(settings.control_topic, 1, replication, topic_configs=compacted))
     if settings.hash_banks_from_topic:  # known content (docs/known-content.md): read whole by every replica
         specs.append(NewTopic(settings.hash_banks_topic, 1, replication, topic_configs=compacted))
+    if settings.analysis_cache_shared:  # entries older than the TTL are of no use: deleted as well
+        cache = {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(int(settings.analysis_cache_ttl_s * 1000)),
+        }
+        specs.append(
+            NewTopic(
+                settings.analysis_cache_topic, settings.topic_partitions, replication, topic_configs=cache
+            )
+        )
     return specs
 
 
