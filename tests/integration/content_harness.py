@@ -32,7 +32,6 @@ from worker.content.fetch import GuardedFetcher, static_resolver
 from worker.content.hashes import content_hashes
 from worker.content.known import KnownContentStep
 from worker.contracts import Contracts
-from worker.dev.emulator.server import Emulator
 from worker.dev.tlsfiles import Certificate, HttpsFileServer, make_self_signed
 from worker.domain import Analysis, Verdict
 from worker.moderation import Moderator, RouteTopics
@@ -111,18 +110,20 @@ async def image_store(
 
 @asynccontextmanager
 async def fetch_mode_moderator(
-    emulator: Emulator,
+    endpoint: str,
     certificate: Certificate,
     *,
     banks: HashBanks | None = None,
     cache: AnalysisCache | None = None,
     cache_topic: str | None = None,
+    quota_per_s: float = 100.0,
 ) -> AsyncIterator[Moderator]:
-    """One replica's moderator in worker-fetch mode, with its own analyzer, limiter and fetcher."""
-    analyzer = AzureAnalyzer(emulator.endpoint, AzureKeyCredential(TEST_KEY))
+    """One replica's moderator in worker-fetch mode against the emulator at ``endpoint``, with its own
+    analyzer, limiter and fetcher."""
+    analyzer = AzureAnalyzer(endpoint, AzureKeyCredential(TEST_KEY))
     guarded = GuardedAnalyzer(
         analyzer,
-        QuotaLimiter(100.0),
+        QuotaLimiter(quota_per_s),
         CircuitBreaker(failure_threshold=5, window_s=10.0, open_for_s=5.0, clock=lambda: 0.0),
         Calls(),
         budget_s=5.0,

