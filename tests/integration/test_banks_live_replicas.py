@@ -19,10 +19,12 @@ from worker.cli import main
 from worker.content.bank_source import BankUpdates, follow_compacted_topic, publish_bank_records
 from worker.content.banks import Bank, BankAction, HashBanks, HashKind
 from worker.content.hashes import content_hashes
+from worker.content.setup import KnownContentSetup
 from worker.dev.demo.samples import skimage_data_dir
+from worker.domain import Analysis
 from worker.kafka.security import ConnectionOptions
 from worker.kafka_settings import SecurityProtocol
-from worker.records import ContentHashes
+from worker.records import ContentHashes, Stall
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -160,3 +162,48 @@ async def test_a_replica_started_later_reads_the_banks_from_the_start(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_the_worker_setup_reads_the_bank_topic_before_it_starts_consuming(
+    kafka_bootstrap: str, bank_topic: str, tmp_path: Path
+) -> None:
+    """``KnownContentSetup.start`` (what the runner awaits before its consumer exists) returns only once the
+    topic's banks are applied, on top of the bank files."""
+    topic_sha256, file_sha256 = "cd" * 32, "ef" * 32
+    bank_file = tmp_path / "catalogue.json"
+    bank_file.write_text(
+        f'{{"bank": "catalogue", "action": "approve", "hashes": [{{"sha256": "{file_sha256}"}}]}}'
+    )
+    settings = Settings.defaults(
+        bootstrap_servers=kafka_bootstrap,
+        hash_banks_topic=bank_topic,
+        hash_banks_from_topic=True,
+        hash_bank_files=str(bank_file),
+        image_fetch="worker",
+    )
+    await publish_bank_records(
+        settings,
+        [
+            (b"known-bad", b'{"bank": "known-bad", "action": "reject"}'),
+            (
+                f"known-bad/{topic_sha256}".encode(),
+                f'{{"bank": "known-bad", "sha256": "{topic_sha256}"}}'.encode(),
+            ),
+        ],
+    )
+    setup = KnownContentSetup(settings, NoAnalyzer())
+    try:
+        await setup.start(PLAINTEXT)
+        matches = [setup.banks.match(ContentHashes(sha256)) for sha256 in (topic_sha256, file_sha256)]
+    finally:
+        await setup.aclose()
+    assert [("known-bad", HashKind.SHA256), ("catalogue", HashKind.SHA256)] == [
+        (match.bank.name, match.kind) if match else None for match in matches
+    ]
+
+
+class NoAnalyzer:
+    """The guarded analyzer the step would call; never reached here."""
+
+    async def analyze_guarded_data(self, image_data: bytes, stall: Stall) -> Analysis:  # noqa: ARG002
+        raise AssertionError("no image is analyzed in this test")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from worker.content.bank_source import BankUpdates, follow_compacted_topic, load_bank_files
 from worker.content.banks import HashBanks
@@ -22,6 +23,15 @@ from worker.content.known import GuardedDataAnalysis, KnownContentStep
 from worker.errors import ConfigurationError
 from worker.kafka.security import ConnectionOptions
 from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _report_stop(task: asyncio.Task[None]) -> None:
+    """A follower ends only when cancelled at shutdown; anything else is logged: its topic's changes stop
+    arriving (the banks and cache keep what they have)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("topic_follower_stopped", extra={"task": task.get_name(), "error": repr(task.exception())})
 
 
 def analyzer_version(settings: Settings) -> str:
@@ -72,7 +82,9 @@ class KnownContentSetup:
             follow_cache = follow_compacted_topic(
                 settings.bootstrap_servers, settings.analysis_cache_topic, self.cache, options=options
             )
-            self._tasks.append(asyncio.create_task(follow_cache, name="analysis-cache-follower"))
+            cache_follower = asyncio.create_task(follow_cache, name="analysis-cache-follower")
+            cache_follower.add_done_callback(_report_stop)
+            self._tasks.append(cache_follower)
         if not settings.hash_banks_from_topic:
             return
         caught_up = asyncio.Event()
@@ -87,6 +99,7 @@ class KnownContentSetup:
             name="hash-bank-follower",
         )
         self._tasks.append(follower)
+        follower.add_done_callback(_report_stop)
         waiter = asyncio.create_task(caught_up.wait())
         done, _ = await asyncio.wait(
             {waiter, follower},
