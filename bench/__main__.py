@@ -17,7 +17,19 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from bench import group_share, latency, latency_hiding, memory, metrics_cost, overhead, quota, sdk_path
+from bench import (
+    group_share,
+    known_content_banks,
+    known_content_cpu,
+    known_content_repeats,
+    latency,
+    latency_hiding,
+    memory,
+    metrics_cost,
+    overhead,
+    quota,
+    sdk_path,
+)
 from bench.common import BenchContext, BenchResult, machine_description
 from worker.dev.broker import EmbeddedKafka, default_cache_root
 
@@ -33,6 +45,9 @@ BENCHMARKS: dict[str, Benchmark] = {
     memory.NAME: memory.run,
     group_share.NAME: group_share.run,
     metrics_cost.NAME: metrics_cost.run,
+    known_content_banks.NAME: known_content_banks.run,
+    known_content_cpu.NAME: known_content_cpu.run,
+    known_content_repeats.NAME: known_content_repeats.run,
 }
 
 

@@ -45,7 +45,7 @@ class Reason:
     """Why a decision was taken: the rule that fired and, for tag rules, the tag and its confidence.
 
     ``rule`` is one of a closed set (see ``worker.policy``): ``blocklist_reject``, ``blocklist_review``,
-    ``allowlist_match``, ``allowlist_missing``, ``no_signal``, ``image_error``, ``hold``.
+    ``allowlist_match``, ``allowlist_missing``, ``no_signal``, ``image_error``, ``hold``, ``hash_bank``.
     """
 
     rule: str

@@ -15,12 +15,14 @@ from typing import Protocol
 
 from worker import __version__
 from worker.contracts import Contracts, Guard, InvalidSubmission, Submission
-from worker.domain import Analysis, Decision, Tag, Verdict
+from worker.domain import Analysis, Decision, Reason, Tag, Verdict
 from worker.errors import ImageAnalysisRejected
-from worker.policy import Policy, decide, decide_image_error
+from worker.policy import Policy, Rule, decide, decide_image_error
 from worker.records import (
+    AnalysisSource,
     AuditMark,
     ConsumedRecord,
+    ContentHashes,
     Decided,
     Outcome,
     Routed,
@@ -69,6 +71,27 @@ class GuardedAnalysis(Protocol):
     async def analyze_guarded(self, image_url: str, stall: Stall) -> Analysis: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """What the known-content step saw of one image: the analysis (``None`` when a hash bank decided),
+    where it came from, the image's hashes, the bank's verdict when one matched, and side records."""
+
+    analysis: Analysis | None
+    source: AnalysisSource
+    content: ContentHashes | None = None
+    bank_verdict: Verdict | None = None
+    side: tuple[SideRecord, ...] = ()
+    """Records to send with the result (the analysis shared through the cache topic)."""
+
+
+class KnownContent(Protocol):
+    """Worker-side fetch, hashes, hash banks and the analysis cache (``worker.content.known``), run before
+    the guarded analyzer so a bank match or a cache hit costs no quota. Raises ``InvalidSubmission`` for an
+    unsafe image reference, ``ImageAnalysisRejected`` for an unusable image, and fatal analyzer errors."""
+
+    async def look(self, image_url: str, stall: Stall) -> Sighting: ...
+
+
 class DecisionObserver(Protocol):
     """Told about every analysis and verdict (metrics, drift)."""
 
@@ -98,10 +121,13 @@ class Moderator:
         audit: AuditSampler | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         extras: Sequence[SideRecordSource] = (),
+        known_content: KnownContent | None = None,
     ) -> None:
         """``policy``, ``hold`` and a callable ``guard`` are read per record, so a live policy change or a
         hold applies from the next record on; ``audit`` samples automatic decisions into audit items;
-        ``extras`` add side records to every decided submission's ``Routed`` (none to dead letters)."""
+        ``extras`` add side records to every decided submission's ``Routed`` (none to dead letters);
+        ``known_content``: the worker fetches each image itself and looks it up first (``None``: Azure
+        fetches the URL)."""
         self._contracts = contracts
         self._analyzer = analyzer
         self._observer = observer
@@ -116,6 +142,7 @@ class Moderator:
         self._audit = audit if audit is not None and audit.enabled and topics.audit is not None else None
         self._now = now
         self._extras = tuple(extras)
+        self._known = known_content
         # (decision, policy version, model version) -> result headers: a handful of combinations in practice.
         self._headers: dict[tuple[Decision, str, str | None], Sequence[tuple[str, bytes]]] = {}
 
@@ -136,18 +163,27 @@ class Moderator:
         source = SourceCoordinates(record.topic, record.partition, record.offset, record.timestamp)
         analysis: Analysis | None
         hold = False
+        sighting: Sighting | None = None
         try:
-            analysis = await self._analyzer.analyze_guarded(submission.image_url, control)
+            if self._known is None:
+                analysis = await self._analyzer.analyze_guarded(submission.image_url, control)
+            else:
+                sighting = await self._known.look(submission.image_url, control)
+                analysis = sighting.analysis
         except ImageAnalysisRejected as exc:
             policy = self._policy()
             analysis, verdict = None, decide_image_error(policy, exc.code)
+        except InvalidSubmission as exc:  # the worker-side fetch found the image reference unsafe
+            return self._dead_letter(record, exc)
         else:
             policy = self._policy()
             hold = self._hold()
-            verdict = decide(policy, analysis, hold=hold)
+            verdict = _verdict(policy, analysis, sighting, hold=hold)
         self._observer.decided(verdict, analysis)
         analyzed_at = self._now()
-        routed = self._result(submission, verdict, analysis, policy, source, analyzed_at=analyzed_at)
+        routed = self._result(
+            submission, verdict, analysis, policy, source, analyzed_at=analyzed_at, sighting=sighting
+        )
         if not self._extras:
             return routed
         decided = Decided(submission, verdict, analysis, policy.version, source, analyzed_at, hold)
@@ -163,6 +199,7 @@ class Moderator:
         source: SourceCoordinates,
         *,
         analyzed_at: datetime,
+        sighting: Sighting | None = None,
     ) -> Routed:
         model_version = analysis.model_version if analysis is not None else None
         matched = {reason.tag for reason in verdict.reasons if reason.tag}
@@ -178,6 +215,8 @@ class Moderator:
             source=source,
             worker_version=__version__,
             tags=tags,
+            content=None if sighting is None else sighting.content,
+            analysis_source=None if sighting is None else sighting.source,
         )
         key = submission.id.encode()
         headers = self._result_headers(verdict.decision, policy.version, model_version)
@@ -194,6 +233,8 @@ class Moderator:
                     source=source,
                     worker_version=__version__,
                     tags=tags,
+                    content=None if sighting is None else sighting.content,
+                    analysis_source=None if sighting is None else sighting.source,
                     audit=AuditMark(probability),
                 )
                 side = (SideRecord(self._topics.audit, key, audit_value, headers),)
@@ -207,7 +248,7 @@ class Moderator:
                 verdict.decision,
                 None if submission.submitted_at is None else submission.submitted_at.timestamp(),
             ),
-            side=side,
+            side=side if sighting is None else (*side, *sighting.side),
         )
 
     def _result_headers(
@@ -251,3 +292,16 @@ class Moderator:
             label=DEAD_LETTER_LABEL,
             outcome=Outcome(str(error.reason), None),
         )
+
+
+def _verdict(policy: Policy, analysis: Analysis | None, sighting: Sighting | None, *, hold: bool) -> Verdict:
+    """A matched bank's verdict, else the policy's on the analysis. Under a hold an approving bank sends
+    to review, as every approval does."""
+    banked = None if sighting is None else sighting.bank_verdict
+    if banked is None:
+        if analysis is None:
+            raise ValueError("a sighting without an analysis must carry a bank's verdict")
+        return decide(policy, analysis, hold=hold)
+    if hold and banked.decision is Decision.APPROVED:
+        return Verdict(Decision.NEEDS_REVIEW, (*banked.reasons, Reason(Rule.HOLD)))
+    return banked

@@ -36,6 +36,7 @@ class PolicyMode(StrEnum):
 class Rule(StrEnum):
     """The closed set of ``Reason.rule`` values, in the order reasons of equal severity are listed."""
 
+    HASH_BANK = "hash_bank"
     BLOCKLIST_REJECT = "blocklist_reject"
     IMAGE_ERROR = "image_error"
     ALLOWLIST_MISSING = "allowlist_missing"

@@ -11,6 +11,7 @@ import base64
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Final, NamedTuple, Protocol
 
 import orjson
@@ -67,6 +68,25 @@ class Outcome(NamedTuple):
 
     label: str
     submitted_at_s: float | None
+
+
+class ContentHashes(NamedTuple):
+    """Hashes of the image's bytes (worker-side fetch only): ``sha256`` and ``pdq`` as lower-case hex,
+    ``pdq_quality`` 0-100 (PDQ's own score: below 50 the hash says little); PDQ is ``None`` when the
+    bytes could not be decoded as pixels."""
+
+    sha256: str
+    pdq: str | None = None
+    pdq_quality: int | None = None
+
+
+class AnalysisSource(StrEnum):
+    """Where a result's analysis came from: the analyzer call, the analysis cache, or none (a hash bank
+    matched and decided)."""
+
+    ANALYZER = "analyzer"
+    CACHE = "cache"
+    BANK = "bank"
 
 
 class SideRecord(NamedTuple):
@@ -188,6 +208,8 @@ def encode_result(
     tags: Sequence[Tag] = (),
     audit: AuditMark | None = None,
     review: ReviewProvenance | None = None,
+    content: ContentHashes | None = None,
+    analysis_source: AnalysisSource | None = None,
 ) -> bytes:
     """Serialise a ``moderation-result.v1`` document; the image URL is written redacted.
 
@@ -195,7 +217,8 @@ def encode_result(
     kept, highest confidence first. ``analyzed_at`` must be timezone-aware. ``audit`` makes the document an
     audit item (the ``audit`` property), the copy of a published result sampled for reviewers. ``review`` is
     set on the final result of a human-reviewed image (the review console's, whose reasons start with
-    ``human_review``).
+    ``human_review``). ``content`` and ``analysis_source`` are written when given (the worker fetched the
+    image itself).
     """
     document: dict[str, object] = {
         "schema": _RESULT_SCHEMA,
@@ -216,6 +239,10 @@ def encode_result(
         document["audit"] = {"probability": audit.probability, "published_decision": verdict.decision}
     if review is not None:
         document["review"] = review._asdict() | {"decided_at": _in_utc(review.decided_at)}
+    if content is not None:
+        document["content"] = content._asdict()
+    if analysis_source is not None:
+        document["analysis_source"] = analysis_source
     return orjson.dumps(document, option=orjson.OPT_UTC_Z)
 
 

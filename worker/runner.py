@@ -11,29 +11,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from pathlib import Path
 
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from worker import __version__
 from worker.analysis.analyzer import Analyzer
-from worker.analysis.azure import AzureAnalyzer
 from worker.analysis.breaker import CircuitBreaker
 from worker.analysis.guarded import GuardedAnalyzer
 from worker.analysis.limiter import QuotaLimiter
-from worker.contracts import Contracts, DeadLetterReason
-from worker.domain import Decision
-from worker.errors import ConfigurationError
-from worker.evaluation.analysis_record import AnalysisRecords
-from worker.evaluation.shadow import ShadowPolicy
+from worker.assembly import (
+    ControlHooks,
+    build_analyzer,
+    build_metrics,
+    build_moderator,
+    drift_monitor,
+    known_content,
+    load_configured_policy,
+    replica_id,
+    side_record_sources,
+)
+from worker.contracts import Contracts
 from worker.intervention import ControlState
 from worker.kafka.clients import kafka_clients
 from worker.kafka.control import follow_control
@@ -41,75 +43,15 @@ from worker.kafka.loop import Pipeline, WorkerStopped
 from worker.kafka.reachability import watch_reachability
 from worker.kafka.replica_status import report_status
 from worker.kafka.startup import open_cluster
-from worker.moderation import Moderator, RouteTopics, SideRecordSource
-from worker.observability.drift import DriftMonitor, DriftReference, load_reference
 from worker.observability.logs import configure_logging
 from worker.observability.metrics import Metrics
 from worker.observability.observers import CallMetrics, DecisionMetrics, PipelineMetrics, publish_periodically
 from worker.observability.ops_server import HealthState, OpsServer
-from worker.policy import Policy
-from worker.policy_file import load_default_policy, load_policy
-from worker.sampling import AuditSampler
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FATAL = 0, 3
-
-
-def load_configured_policy(settings: Settings, contracts: Contracts) -> Policy:
-    """The policy file named in the settings, or the bundled default."""
-    if settings.policy_file is None:
-        return load_default_policy(contracts=contracts)
-    return load_policy(settings.policy_file, contracts=contracts)
-
-
-def side_record_sources(
-    settings: Settings, contracts: Contracts, metrics: Metrics
-) -> tuple[SideRecordSource, ...]:
-    """The shadow policy and the analyses topic, as the settings ask; a bad shadow policy file raises
-    ``ConfigurationError`` at start, as a bad live policy does."""
-    sources: list[SideRecordSource] = []
-    if settings.shadow_policy_file is not None:
-        shadow = load_policy(settings.shadow_policy_file, contracts=contracts)
-        metrics.set_shadow_policy(shadow.version, str(shadow.mode))
-        sources.append(ShadowPolicy(shadow, metrics, topic=settings.shadow_topic))
-    elif settings.shadow_topic is not None:  # harmless but surely not what was meant: say so once
-        log.warning("shadow_topic_without_shadow_policy", extra={"topic": settings.shadow_topic})
-    if settings.analyses_topic is not None:
-        sources.append(AnalysisRecords(settings.analyses_topic))
-    return tuple(sources)
-
-
-def build_analyzer(settings: Settings) -> Analyzer:
-    """The production analyzer the settings ask for (Azure by default, the offline model as an option)."""
-    if settings.analyzer == "model":
-        from worker.analysis.offline import ModelAnalyzer  # noqa: PLC0415 - optional extra, loaded on demand
-
-        return ModelAnalyzer(
-            connect_timeout_s=settings.analyzer_connect_timeout_s, read_timeout_s=settings.analyzer_timeout_s
-        )
-    credential: object
-    if settings.azure_auth == "entra":
-        try:
-            from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - optional extra
-        except ImportError as exc:
-            raise ConfigurationError(
-                "MODERATION_AZURE_AUTH=entra needs the `entra` extra (azure-identity)"
-            ) from exc
-        credential = DefaultAzureCredential()
-    else:
-        from azure.core.credentials import AzureKeyCredential  # noqa: PLC0415 - keeps imports next to their use
-
-        credential = AzureKeyCredential(settings.azure_key.get_secret_value())
-    return AzureAnalyzer(
-        settings.azure_endpoint,
-        credential,  # type: ignore[arg-type]
-        features=settings.visual_features,
-        connect_timeout_s=settings.analyzer_connect_timeout_s,
-        read_timeout_s=settings.analyzer_timeout_s,
-        environ=os.environ,
-    )
 
 
 async def run_worker(
@@ -133,22 +75,14 @@ async def run_worker(
     policy = load_configured_policy(settings, contracts)
     registry = registry if registry is not None else CollectorRegistry()
     health = health if health is not None else HealthState(analyzer_reachable=True)
-    metrics = Metrics(
-        registry,
-        version=__version__,
-        input_topics=(settings.input_topic,),
-        dead_letter_reasons=[str(reason) for reason in DeadLetterReason],
-        watched_tags=policy.watched_tags,
-    )
-    metrics.set_policy(policy.version, str(policy.mode))
+    metrics = build_metrics(settings, registry, policy)
     extras = side_record_sources(settings, contracts, metrics)
-    drift = _drift_monitor(settings, policy)
+    drift = drift_monitor(settings, policy)
     # The file policy until the control topic says otherwise: ``control`` is read on every record.
     control = ControlState(
         file_policy=policy, contracts=contracts, max_value_bytes=settings.max_message_bytes
     )
     hooks = ControlHooks(control, metrics)
-    metrics.set_kafka_reachable(reachable=True)
     limiter = QuotaLimiter(settings.quota_calls_per_s)
     breaker = CircuitBreaker(failure_threshold=5, window_s=10.0, open_for_s=5.0, clock=time.monotonic)
     async with AsyncExitStack() as stack:
@@ -157,22 +91,11 @@ async def run_worker(
         guarded = GuardedAnalyzer(
             base, limiter, breaker, CallMetrics(metrics, health), budget_s=settings.retry_budget_s
         )
-        moderator = Moderator(
-            contracts,
-            guarded,
-            DecisionMetrics(metrics, drift),
-            topics=RouteTopics(
-                settings.approved_topic,
-                settings.review_topic,
-                settings.rejected_topic,
-                settings.dead_letter_topic,
-                audit=settings.audit_topic,
-            ),
-            policy=control.policy,
-            hold=lambda: control.hold,
-            guard=control.guard,
-            audit=audit_sampler(settings),
-            extras=extras,
+        known = known_content(settings, base, guarded)
+        if known is not None:
+            stack.push_async_callback(known.aclose)
+        moderator = build_moderator(
+            settings, contracts, guarded, DecisionMetrics(metrics, drift), control, extras=extras, known=known
         )
         ops = await stack.enter_async_context(
             OpsServer(registry, health, settings.metrics_host, settings.metrics_port)
@@ -180,6 +103,8 @@ async def run_worker(
         if on_ready is not None:
             on_ready(ops.port)
         options = await stack.enter_async_context(open_cluster(settings))
+        if known is not None:
+            await known.start(options)
         consumer, producer = await stack.enter_async_context(kafka_clients(settings, options))
         pipeline = Pipeline(
             consumer,
@@ -213,7 +138,7 @@ async def run_worker(
             report_status(
                 producer,
                 settings.control_topic,
-                _replica_id(settings),
+                replica_id(settings),
                 control,
                 hooks.changed,
                 intake_stopped=lambda: hooks.stopped,
@@ -268,50 +193,6 @@ def _kafka_reachable(health: HealthState, metrics: Metrics, *, reachable: bool) 
     metrics.set_kafka_reachable(reachable=reachable)
 
 
-class ControlHooks:
-    """Where the control state meets the loop, the metrics and the status reporter.
-
-    ``intake_paused`` is what the loop asks before each poll (``Pipeline(intake_paused=...)``); ``stopped``
-    is its answer as last given, so it turns true only once no poll is under way: that is what the status
-    record and ``moderation_intake_paused`` report. ``control_changed`` is the control listener's callback.
-    ``changed`` is set whenever a report is due.
-    """
-
-    def __init__(self, control: ControlState, metrics: Metrics) -> None:
-        self._control = control
-        self._metrics = metrics
-        self.changed = asyncio.Event()
-        self.stopped = False
-        metrics.set_hold(active=False)
-        metrics.set_intake_paused(paused=False)
-
-    def intake_paused(self) -> bool:
-        paused = self._control.paused
-        if paused != self.stopped:
-            self.stopped = paused
-            self._metrics.set_intake_paused(paused=paused)
-            self.changed.set()
-        return paused
-
-    def control_changed(self, state: ControlState) -> None:
-        self._metrics.set_hold(active=state.hold)
-        policy = state.policy()
-        self._metrics.set_policy(policy.version, str(policy.mode))
-        self.changed.set()
-
-
-def audit_sampler(settings: Settings) -> AuditSampler:
-    """The audit sampler of ``MODERATION_AUDIT_*``: rates per automatic decision, the hash key."""
-    return AuditSampler(
-        {Decision.APPROVED: settings.audit_approved_rate, Decision.REJECTED: settings.audit_rejected_rate},
-        key=settings.audit_key.get_secret_value().encode(),
-    )
-
-
-def _replica_id(settings: Settings) -> str:
-    return settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
-
-
 async def _caught_up(caught_up: asyncio.Event, controller: asyncio.Task[None], stop: asyncio.Event) -> None:
     """Wait until the control topic is caught up with (or ``stop``); raise what stopped the controller."""
     waiters = {asyncio.ensure_future(caught_up.wait()), asyncio.ensure_future(stop.wait())}
@@ -328,34 +209,6 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _drift_monitor(settings: Settings, policy: Policy) -> DriftMonitor:
-    captured = load_reference(settings.drift_state_file) if settings.drift_state_file else None
-    pinned = _pinned_reference(settings.drift_reference_file)
-    try:
-        return DriftMonitor(
-            watched_tags=policy.watched_tags,
-            window_s=settings.drift_window_s,
-            min_samples=settings.drift_min_samples,
-            pinned=pinned,
-            captured=captured or DriftReference(),
-        )
-    except ValueError as exc:  # a pinned or saved reference whose buckets do not fit the monitor
-        raise ConfigurationError(f"drift reference does not fit the drift monitor: {exc}") from exc
-
-
-def _pinned_reference(path: Path | None) -> DriftReference | None:
-    """The reference pinned by ``MODERATION_DRIFT_REFERENCE_FILE``; missing or bad: ConfigurationError."""
-    if path is None:
-        return None
-    try:
-        pinned = load_reference(path)
-    except (OSError, ValueError) as exc:  # unreadable, not JSON, or not the reference form
-        raise ConfigurationError(f"MODERATION_DRIFT_REFERENCE_FILE {path}: {exc}") from exc
-    if pinned is None:
-        raise ConfigurationError(f"MODERATION_DRIFT_REFERENCE_FILE {path}: no such file")
-    return pinned
 
 
 def serve(settings: Settings) -> int:

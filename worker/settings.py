@@ -10,58 +10,44 @@ handed to a client.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import get_args
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
-    EnvSettingsSource,
-    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 from worker.errors import ConfigurationError
-from worker.kafka_settings import KafkaSecurity, SaslMechanism, SecurityProtocol
-
-PREFIX = "MODERATION_"
-MASK = "***"
-
-AnalyzerKind = Literal["azure", "model"]
-AuthKind = Literal["key", "entra"]
-VisualFeature = Literal["tags", "caption", "denseCaptions", "objects", "read", "smartCrops", "people"]
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
-#: codec of the batches the worker produces (docs/kafka.md, "Output compression", says why zstd)
-CompressionType = Literal["none", "gzip", "snappy", "lz4", "zstd"]
-#: What ``config --format json`` prints for one setting.
-JsonValue = str | int | float | list[str] | None
-
-
-def _empty_is_none(raw: object) -> object:
-    """An empty (or blank) path variable means "no file"."""
-    return None if isinstance(raw, str) and not raw.strip() else raw
-
-
-def _csv(raw: object) -> object:
-    return tuple(part.strip() for part in raw.split(",") if part.strip()) if isinstance(raw, str) else raw
-
-
-def _endpoint(url: str) -> str:
-    if url and not url.startswith(("https://", "http://")):
-        raise ValueError("must start with https:// (or http:// for a local emulator)")
-    return url
-
-
-Text = Annotated[str, Field(min_length=1)]
-OptionalText = Annotated[str | None, BeforeValidator(_empty_is_none)]
-OptionalMechanism = Annotated[SaslMechanism | None, BeforeValidator(_empty_is_none)]
-OptionalPath = Annotated[Path | None, BeforeValidator(_empty_is_none)]
-Endpoint = Annotated[str, AfterValidator(_endpoint)]
-Features = Annotated[tuple[VisualFeature, ...], NoDecode, BeforeValidator(_csv), Field(min_length=1)]
+from worker.kafka_settings import KafkaSecurity, SecurityProtocol
+from worker.setting_values import (
+    PREFIX,
+    AnalyzerKind,
+    AuthKind,
+    CompressionType,
+    Endpoint,
+    Features,
+    ImageFetchKind,
+    JsonValue,
+    LogLevel,
+    MappingSource,
+    OptionalMechanism,
+    OptionalPath,
+    OptionalText,
+    Paths,
+    SettingDoc,
+    Text,
+    VisualFeature,
+    as_json_value,
+    as_text,
+    empty_is_none,
+    secret_or_none,
+    variable,
+)
 
 
 class Settings(BaseSettings):
@@ -179,6 +165,25 @@ class Settings(BaseSettings):
     kafka_probe_interval_s: float = Field(
         5.0, gt=0.0, description="how often a running worker asks the cluster for metadata (readiness), s"
     )
+    image_fetch: ImageFetchKind = Field(
+        "url", description="url: Azure fetches the image; worker: the worker fetches it and sends the bytes"
+    )
+    fetch_max_bytes: int = Field(
+        20_971_520, ge=1024, le=20_971_520, description="largest image fetched, bytes"
+    )
+    fetch_timeout_s: float = Field(
+        10.0, ge=0.1, description="deadline of one fetch, redirects included, seconds"
+    )
+    fetch_max_redirects: int = Field(
+        3, ge=0, le=10, description="redirects one fetch follows, each re-checked"
+    )
+    hash_bank_files: Paths = Field((), description="CSV of hash-bank files matched before the quota")
+    hash_banks_from_topic: bool = Field(False, description="follow the bank topic: live bank changes")
+    hash_banks_topic: Text = Field("moderation.hash-banks", description="hash-bank updates, compacted")
+    analysis_cache_size: int = Field(0, ge=0, description="analyses kept in memory by SHA-256 (0: no cache)")
+    analysis_cache_ttl_s: float = Field(86400.0, gt=0.0, description="how long a cached analysis is used, s")
+    analysis_cache_shared: bool = Field(False, description="share cached analyses through the cache topic")
+    analysis_cache_topic: Text = Field("moderation.analysis-cache", description="shared analyses, compacted")
     env_file: OptionalPath = Field(
         None, description="a file of MODERATION_*=value lines read first; the environment wins over it"
     )
@@ -203,8 +208,8 @@ class Settings(BaseSettings):
         ``MODERATION_ENV_FILE`` names a dotenv file read first (``environ`` wins over it).
         ``need_analyzer=False`` is for commands that never call the analyzer (``topics create``, ``hold``).
         """
-        values = _MappingSource(cls, environ)()
-        env_file = _empty_is_none(values.get("env_file", ""))
+        values = MappingSource(cls, environ)()
+        env_file = empty_is_none(values.get("env_file", ""))
         if env_file is not None:
             path = Path(str(env_file).strip())
             if not path.is_file():
@@ -267,6 +272,12 @@ class Settings(BaseSettings):
                 )
             if self.azure_auth == "key" and not self.azure_key.get_secret_value():
                 gaps.append(("azure_key", f"{PREFIX}AZURE_KEY: required when {PREFIX}AZURE_AUTH=key"))
+        if self.image_fetch == "worker" and self.analyzer != "azure":
+            gaps.append(("image_fetch", f"{PREFIX}IMAGE_FETCH=worker: needs {PREFIX}ANALYZER=azure"))
+        known = self.hash_bank_files or self.hash_banks_from_topic or self.analysis_cache_size
+        if self.image_fetch != "worker" and known:
+            problem = f"hash banks and the analysis cache need {PREFIX}IMAGE_FETCH=worker"
+            gaps.append(("image_fetch", problem))
         return gaps
 
     def kafka_security(self) -> KafkaSecurity:
@@ -278,12 +289,12 @@ class Settings(BaseSettings):
             security_protocol=self.kafka_security_protocol,
             sasl_mechanism=self.kafka_sasl_mechanism,
             sasl_username=self.kafka_sasl_username,
-            sasl_password=_secret_or_none(self.kafka_sasl_password),
+            sasl_password=secret_or_none(self.kafka_sasl_password),
             sasl_oauth_scope=self.kafka_sasl_oauth_scope,
             ssl_ca_file=self.kafka_ssl_ca_file,
             ssl_cert_file=self.kafka_ssl_cert_file,
             ssl_key_file=self.kafka_ssl_key_file,
-            ssl_key_password=_secret_or_none(self.kafka_ssl_key_password),
+            ssl_key_password=secret_or_none(self.kafka_ssl_key_password),
             ssl_check_hostname=self.kafka_ssl_check_hostname,
         )
 
@@ -298,7 +309,7 @@ class Settings(BaseSettings):
 
     def as_json(self) -> dict[str, JsonValue]:
         """Every setting as ``{variable: JSON value}``; secrets are ``***`` when set, paths are strings."""
-        return {variable(name): _as_json(getattr(self, name)) for name in type(self).model_fields}
+        return {variable(name): as_json_value(getattr(self, name)) for name in type(self).model_fields}
 
     @classmethod
     def documented(cls) -> tuple[SettingDoc, ...]:
@@ -307,61 +318,6 @@ class Settings(BaseSettings):
             SettingDoc(variable(name), as_text(field.default), field.description or "")
             for name, field in cls.model_fields.items()
         )
-
-
-@dataclass(frozen=True, slots=True)
-class SettingDoc:
-    """One setting as documented: ``MODERATION_*`` variable, default as written, meaning."""
-
-    variable: str
-    default: str
-    meaning: str
-
-
-def variable(field_name: str) -> str:
-    """The environment variable of a settings field: ``MODERATION_`` plus the name in upper case."""
-    return PREFIX + field_name.upper()
-
-
-def _secret_or_none(value: SecretStr) -> SecretStr | None:
-    """An empty secret variable means "not set"."""
-    return value if value.get_secret_value() else None
-
-
-def as_text(value: object) -> str:
-    """A setting's value as it is written in the environment; a set secret shows as ``***``."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, SecretStr):
-        return MASK if value.get_secret_value() else ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, tuple):
-        return ",".join(str(item) for item in value)
-    return str(value)
-
-
-def _as_json(value: object) -> JsonValue:
-    if isinstance(value, str | int | float) or value is None:
-        return value
-    if isinstance(value, tuple):
-        return [str(item) for item in value]
-    return as_text(value)  # SecretStr (masked) and Path
-
-
-class _MappingSource(EnvSettingsSource):
-    """pydantic-settings' environment source, reading ``environ`` instead of the process environment."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        # The hook DotEnvSettingsSource overrides too. Names match case-insensitively (lower case); values
-        # lose surrounding blanks, as a dotenv file's unquoted values do.
-        return {name.lower(): value.strip() for name, value in self._environ.items()}
 
 
 def _problem(detail: ErrorDetails, source: str) -> str:

@@ -1,8 +1,8 @@
 """The layout rules, read from the source: imports point down, the domain is pure, the docs match the tree.
 
 Layers (docs/architecture.md): 0 the domain at the top level of ``worker/``, 1 ``moderation``, 2 the
-capability subpackages, 3 ``runner``, 4 ``worker/dev``, 5 the command line. A module may import its own
-layer or below.
+capability subpackages, 3 ``runner`` and ``assembly``, 4 ``worker/dev``, 5 the command line. A module may
+import its own layer or below.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def layer(module: str) -> int:
         return 1
     if module.startswith(CAPABILITIES):
         return 2
-    if module == "worker.runner":
+    if module in ("worker.runner", "worker.assembly"):
         return 3
     if module.startswith("worker.dev"):
         return 4

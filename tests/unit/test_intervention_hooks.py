@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import orjson
 from prometheus_client import CollectorRegistry
 
+from worker.assembly import ControlHooks
 from worker.contracts import Contracts
 from worker.intervention import (
     FILE_POLICIES,
@@ -18,7 +19,6 @@ from worker.intervention import (
 )
 from worker.observability.metrics import Metrics
 from worker.policy_file import load_default_policy, policy_from_document
-from worker.runner import ControlHooks
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 CONTRACTS = Contracts.load()

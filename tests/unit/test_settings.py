@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from worker.errors import ConfigurationError
-from worker.settings import PREFIX, Settings
+from worker.setting_values import PREFIX
+from worker.settings import Settings
 
 DOC = Path(__file__).parents[2] / "docs" / "configuration.md"
 COMPLETE = {"MODERATION_AZURE_ENDPOINT": "https://x.example", "MODERATION_AZURE_KEY": "hunter2"}

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from worker.assembly import side_record_sources
 from worker.contracts import Contracts, SchemaName, Submission
 from worker.domain import Analysis, Decision, Tag
 from worker.errors import ConfigurationError, ImageAnalysisRejected
@@ -22,7 +23,6 @@ from worker.moderation import Moderator, RouteTopics
 from worker.observability.metrics import Metrics
 from worker.policy import BlockRule, Policy, PolicyMode, decide, decide_image_error
 from worker.records import Decided, SourceCoordinates, Stall
-from worker.runner import side_record_sources
 from worker.settings import Settings
 
 CONTRACTS = Contracts.load()

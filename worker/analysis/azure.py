@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -163,10 +163,18 @@ class AzureAnalyzer:
         )
 
     async def analyze(self, image_url: str) -> Analysis:
-        """One SDK call under the deadline; failures come out as ``worker.errors`` exceptions."""
+        """One SDK call (``analyze_from_url``) under the deadline; failures come out as ``worker.errors``."""
+        return await self._call(self._client.analyze_from_url(image_url, self._features))
+
+    async def analyze_data(self, image_data: bytes) -> Analysis:
+        """The same call with the image's bytes in the body (the SDK's ``analyze``), for images the worker
+        fetched itself (``MODERATION_IMAGE_FETCH=worker``): Azure never sees the image's URL."""
+        return await self._call(self._client.analyze(image_data, self._features))
+
+    async def _call(self, call: Awaitable[ImageAnalysisResult]) -> Analysis:
         try:
             async with asyncio.timeout(self._deadline_s):
-                result: ImageAnalysisResult = await self._client.analyze_from_url(image_url, self._features)
+                result = await call
         except AnalyzerError:
             raise
         except TimeoutError as exc:

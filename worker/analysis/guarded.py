@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from worker.analysis.analyzer import Analyzer
+from worker.analysis.analyzer import Analyzer, ImageDataAnalyzer
 from worker.analysis.backoff import compute_backoff
 from worker.analysis.breaker import CircuitBreaker
 from worker.analysis.limiter import QuotaLimiter
@@ -51,6 +51,7 @@ class GuardedAnalyzer:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._analyzer = analyzer
+        self._data_analyzer = analyzer if isinstance(analyzer, ImageDataAnalyzer) else None
         self._limiter = limiter
         self._breaker = breaker
         self._observer = observer
@@ -63,6 +64,16 @@ class GuardedAnalyzer:
 
     async def analyze_guarded(self, image_url: str, stall: Stall) -> Analysis:
         """Analyze until success, an image error or a fatal error; never gives up on transient errors."""
+        return await self._guarded(lambda: self._analyzer.analyze(image_url), stall)
+
+    async def analyze_guarded_data(self, image_data: bytes, stall: Stall) -> Analysis:
+        """The same for an image given as its bytes; the analyzer must be an ``ImageDataAnalyzer``."""
+        analyzer = self._data_analyzer
+        if analyzer is None:
+            raise TypeError(f"{type(self._analyzer).__name__} cannot analyze image bytes")
+        return await self._guarded(lambda: analyzer.analyze_data(image_data), stall)
+
+    async def _guarded(self, call: Callable[[], Awaitable[Analysis]], stall: Stall) -> Analysis:
         started = self._clock()
         attempt = 0
         while True:
@@ -71,7 +82,7 @@ class GuardedAnalyzer:
             waited_s = 0.0 if self._limiter.try_acquire() else await self._limiter.acquire()
             called = self._clock()
             try:
-                analysis = await self._analyzer.analyze(image_url)
+                analysis = await call()
             except AnalyzerError as exc:
                 self._observer.call(exc.outcome, self._clock() - called, waited_s)
                 delay = self._retry_delay(exc, attempt, stall)

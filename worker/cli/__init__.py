@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import click
 
 from worker import __version__
+from worker.cli.bank_commands import bank
 from worker.cli.base import EXIT_INTERRUPTED, EXIT_KAFKA, EXIT_USAGE, PROG, CommandTree
 from worker.cli.dev_commands import demo, dev
 from worker.cli.evaluate_commands import calibrate, evaluate
@@ -34,7 +35,10 @@ def cli() -> None:
     """
 
 
-_COMMANDS = (run, config, topics, hold, pause, resume, policy, review, evaluate, calibrate, replay, demo, dev)
+_COMMANDS = (
+    *(run, config, topics, hold, pause, resume, policy, review, evaluate, calibrate, replay, bank),
+    *(demo, dev),
+)
 for _command in _COMMANDS:
     cli.add_command(_command)
 

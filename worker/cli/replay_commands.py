@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from worker.cli.base import fatal
-from worker.settings import Settings, variable
+from worker.setting_values import variable
+from worker.settings import Settings
 
 
 class Moment(click.ParamType[datetime]):

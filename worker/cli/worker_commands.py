@@ -9,7 +9,8 @@ import os
 import click
 
 from worker.cli.base import SettingsHelp, fatal
-from worker.settings import Settings, variable
+from worker.setting_values import variable
+from worker.settings import Settings
 
 
 @click.command(cls=SettingsHelp)

@@ -27,7 +27,8 @@ from worker.evaluation.decision_diff import DecisionDiff, DiffReport, Redecided
 from worker.kafka.security import ConnectionOptions
 from worker.kafka.startup import open_cluster, start_explained
 from worker.policy import Policy, decide
-from worker.settings import Settings, variable
+from worker.setting_values import variable
+from worker.settings import Settings
 
 DEFAULT_EXAMPLES: Final = 5
 _POLL_MS: Final = 500

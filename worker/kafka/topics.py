@@ -1,5 +1,5 @@
-"""``moderation-worker topics create``: the input, three result, dead-letter and control topics (and the
-shadow-results and analyses topics when those are on).
+"""``moderation-worker topics create``: the input, three result, dead-letter and control topics, and the
+topics of the features that are on (audit, shadow results, analyses, hash banks, analysis cache).
 
 Idempotent: topics that exist are reported and left as they are (never reconfigured).
 """
@@ -20,9 +20,9 @@ _NO_ERROR: Final = 0
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    """What to create: data topics keep ``result_retention_ms``; the control topic is compacted; the
-    shadow-results and analyses topics only when their feature is on, analyses with their own retention;
-    the audit topic only when audit sampling is on (a rate above 0)."""
+    """What to create: data topics keep ``result_retention_ms``; the control topic, and the hash-bank and
+    analysis-cache topics when they are on, are compacted; the audit, shadow-results and analyses topics
+    only when their feature is on, analyses with their own retention."""
     replication = settings.topic_replication
     retention = {"retention.ms": str(settings.result_retention_ms)}
     specs = [NewTopic(settings.input_topic, settings.topic_partitions, replication, topic_configs=retention)]
@@ -34,9 +34,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         specs.append(
             NewTopic(settings.audit_topic, settings.topic_partitions, replication, topic_configs=retention)
         )
-    specs.append(
-        NewTopic(settings.control_topic, 1, replication, topic_configs={"cleanup.policy": "compact"})
-    )
+    compacted = {"cleanup.policy": "compact"}
+    specs.append(NewTopic(settings.control_topic, 1, replication, topic_configs=compacted))
     if settings.shadow_topic is not None:  # shadow results live as long as the results they shadow
         specs.append(
             NewTopic(settings.shadow_topic, settings.topic_partitions, replication, topic_configs=retention)
@@ -45,6 +44,18 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         kept = {"retention.ms": str(settings.analyses_retention_ms)}
         specs.append(
             NewTopic(settings.analyses_topic, settings.topic_partitions, replication, topic_configs=kept)
+        )
+    if settings.hash_banks_from_topic:  # known content (docs/known-content.md): read whole by every replica
+        specs.append(NewTopic(settings.hash_banks_topic, 1, replication, topic_configs=compacted))
+    if settings.analysis_cache_shared:  # entries older than the TTL are of no use: deleted as well
+        cache = {
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(int(settings.analysis_cache_ttl_s * 1000)),
+        }
+        specs.append(
+            NewTopic(
+                settings.analysis_cache_topic, settings.topic_partitions, replication, topic_configs=cache
+            )
         )
     return specs
 
