@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from functools import partial
 
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
@@ -131,6 +132,7 @@ async def run_worker(
             )
         )
         stack.push_async_callback(_cancelled, controller)
+        controller.add_done_callback(partial(_stop_if_failed, stop))
         # The first record is decided under the applied policy (and a pause or hold) already in force.
         await _caught_up(caught_up, controller, stop)
         consumer.subscribe([settings.input_topic], listener=pipeline.listener())
@@ -203,6 +205,15 @@ async def _caught_up(caught_up: asyncio.Event, controller: asyncio.Task[None], s
             waiter.cancel()
     if controller.done() and not caught_up.is_set():
         await controller  # raises what stopped it
+
+
+def _stop_if_failed(stop: asyncio.Event, follower: asyncio.Task[None]) -> None:
+    """A control follower that failed stops the worker: a replica that no longer hears hold, pause or a
+    policy change must not go on deciding. The error is raised again at the exit (``_cancelled``): exit 3."""
+    if follower.cancelled() or (error := follower.exception()) is None:
+        return
+    log.critical("control_follower_failed", extra={"error_class": type(error).__name__, "error": str(error)})
+    stop.set()
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

@@ -27,6 +27,7 @@ DOMAIN = frozenset(
         "worker.policy",
         "worker.policy_file",
         "worker.settings",
+        "worker.setting_values",
         "worker.kafka_settings",
         "worker.redact",
         "worker.urlguard",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from functools import partial
 
 import orjson
+from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
 from worker.assembly import ControlHooks
@@ -19,6 +22,7 @@ from worker.intervention import (
 )
 from worker.observability.metrics import Metrics
 from worker.policy_file import load_default_policy, policy_from_document
+from worker.runner import _stop_if_failed
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 CONTRACTS = Contracts.load()
@@ -64,3 +68,23 @@ def test_a_control_change_publishes_the_policy_in_force_and_the_hold() -> None:
     ]
     assert ([strict.version], 1.0) == (versions, registry.get_sample_value("moderation_hold_active"))
     assert hooks.changed.is_set()
+
+
+async def test_a_failed_control_follower_stops_the_worker_and_a_cancelled_one_does_not() -> None:
+    """A follower that died (here of an error the cluster raised) sets the stop event, so the replica stops
+    instead of deciding without hold, pause or policy changes; a follower cancelled at shutdown does not."""
+
+    async def failing() -> None:
+        raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 9)]")
+
+    failed_stop, cancelled_stop = asyncio.Event(), asyncio.Event()
+    failed = asyncio.create_task(failing())
+    failed.add_done_callback(partial(_stop_if_failed, failed_stop))
+    cancelled = asyncio.create_task(asyncio.Event().wait())
+    cancelled.add_done_callback(partial(_stop_if_failed, cancelled_stop))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.wait([failed, cancelled])
+    await asyncio.sleep(0)  # done callbacks run on the next turn
+
+    assert (True, False) == (failed_stop.is_set(), cancelled_stop.is_set())

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from worker.contracts import Contracts, SchemaName
@@ -85,6 +86,18 @@ async def _assign_all(
     return ends
 
 
+async def _assign_when_reachable(
+    consumer: AIOKafkaConsumer, bootstrap_servers: str, options: ConnectionOptions, topic: str
+) -> dict[TopicPartition, int]:
+    """``_assign_all``, except that a cluster that does not answer (an outage) counts as "no topic yet":
+    the caller looks again later, as it does for a topic not created yet."""
+    try:
+        return await _assign_all(consumer, bootstrap_servers, options, topic)
+    except KafkaError as exc:
+        log.info("control_topic_unreachable", extra={"topic": topic, "error_class": type(exc).__name__})
+        return {}
+
+
 async def _reached(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]) -> bool:
     for tp, end in ends.items():
         if await consumer.position(tp) < end:
@@ -125,7 +138,7 @@ async def follow_control(
                 caught_up.set()
         while not ends:
             await asyncio.sleep(_MISSING_TOPIC_RECHECK_S)
-            ends = await _assign_all(consumer, bootstrap_servers, options, topic)
+            ends = await _assign_when_reachable(consumer, bootstrap_servers, options, topic)
         while True:
             batch = await consumer.getmany(timeout_ms=_POLL_MS)
             for records in batch.values():
