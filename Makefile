@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES ?= .ci/system-packages
 
 .PHONY: install demo test check lint types bench broker emulator clean \
-	system-packages-broker system-packages-demo system-packages-test
+	system-packages-broker system-packages-demo system-packages-test system-packages-browser
 
 $(STAMP): pyproject.toml
 	PYTHON=$(PYTHON) $(SYSTEM_PACKAGES) venv
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Checked before the virtualenv is built, so a missing tool is reported before minutes of pip.
-system-packages-broker system-packages-demo system-packages-test:
+system-packages-broker system-packages-demo system-packages-test system-packages-browser:
 	@PYTHON=$(PYTHON) $(SYSTEM_PACKAGES) $(@:system-packages-%=%)
 
 install: $(STAMP)
@@ -27,7 +27,8 @@ install: $(STAMP)
 demo: system-packages-demo $(STAMP)
 	$(BIN)/moderation-worker demo
 
-test: system-packages-test $(STAMP)
+# The review console's browser tests drive Debian's chromium.
+test: system-packages-test system-packages-browser $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
