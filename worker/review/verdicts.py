@@ -179,12 +179,13 @@ def decision_document(
     published_to: str | None,
 ) -> bytes:
     """Serialise the ``review-decision.v1`` of a verdict; raises ``ValueError`` if it breaks the schema."""
-    result = item.result
+    result, reviewed = item.result, orjson.loads(item.value)
     machine: dict[str, object] = {
         "decision": result.decision,
         "rules": [reason.rule for reason in result.reasons],
-        "reasons": [_machine_reason(reason) for reason in result.reasons],
-        "tags": [{"name": tag.name, "confidence": tag.confidence} for tag in result.tags],
+        # Copied from the record reviewed, so they are exactly as moderation-result.v1 wrote them.
+        "reasons": reviewed.get("reasons", []),
+        "tags": reviewed.get("tags", []),
         "policy_version": result.policy_version,
         "model_version": result.model_version,
         "source": _coordinates(result.source.topic, result.source.partition, result.source.offset),
@@ -260,16 +261,6 @@ def _escalation(
     first = {"reviewer": lease.reviewer, "reason": reason, "note": note, "decided_at": decided_at}
     header = orjson.dumps(first, option=orjson.OPT_UTC_Z)
     return OutRecord(topic, item.result.image_id.encode(), item.value, ((ESCALATION_HEADER, header),))
-
-
-def _machine_reason(reason: Reason) -> dict[str, object]:
-    """A machine reason as calibration reads it: its rule, and its tag and confidence when it has them."""
-    entry: dict[str, object] = {"rule": reason.rule}
-    if reason.tag is not None:
-        entry["tag"] = reason.tag
-    if reason.confidence is not None:
-        entry["confidence"] = reason.confidence
-    return entry
 
 
 def _coordinates(topic: str, partition: int, offset: int) -> dict[str, object]:
