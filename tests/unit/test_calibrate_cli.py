@@ -17,14 +17,21 @@ def _verdict(verdict: str, machine: str, confidence: float, probability: float |
         else [{"rule": "blocklist_review", "tag": "weapon", "confidence": confidence}]
     )
     document: dict[str, object] = {
-        "schema": "review-decision.v1", "id": "i", "verdict": verdict, "reason": "r", "note": "",
-        "reviewer": "a", "lease": "l", "decided_at": "2026-12-03T10:00:00Z",
-        "machine": {"decision": machine, "policy_version": "sha256:0123456789abcdef", "model_version": None,
-                    "source": {"topic": "images.submitted", "partition": 0, "offset": 0},
-                    "reasons": reasons, "tags": [{"name": "weapon", "confidence": confidence}]},
+        "schema": "review-decision.v1", "id": "i",
+        "queue": "needs_review" if probability is None else "audit", "verdict": verdict, "reason": "r",
+        "note": "", "reviewer": "a", "role": "reviewer", "lease_id": "l",
+        "claimed_at": "2026-12-03T09:59:00Z", "decided_at": "2026-12-03T10:00:00Z",
+        "item": {"topic": "images.needs-review", "partition": 0, "offset": 0},
+        "machine": {"decision": machine, "rules": [str(reason["rule"]) for reason in reasons],
+                    "reasons": reasons, "tags": [{"name": "weapon", "confidence": confidence}],
+                    "policy_version": "sha256:0123456789abcdef", "model_version": None,
+                    "source": {"topic": "images.submitted", "partition": 0, "offset": 0}},
+        "published_to": None,
     }  # fmt: skip
     if probability is not None:
-        document["audit"] = {"probability": probability}
+        machine_object = document["machine"]
+        assert isinstance(machine_object, dict)
+        machine_object |= {"audit_probability": probability, "published_decision": machine}
     return orjson.dumps(document) + b"\n"
 
 

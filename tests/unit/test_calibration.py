@@ -28,16 +28,23 @@ def _decision(
     probability: float | None = None,
 ) -> dict[str, object]:
     document: dict[str, object] = {
-        "schema": "review-decision.v1", "id": "img", "verdict": verdict, "reason": "r", "note": "",
-        "reviewer": "rev-1", "lease": "l-1", "decided_at": "2026-12-03T10:00:00Z",
+        "schema": "review-decision.v1", "id": "img",
+        "queue": "needs_review" if probability is None else "audit", "verdict": verdict, "reason": "r",
+        "note": "", "reviewer": "rev-1", "role": "reviewer", "lease_id": "l-1",
+        "claimed_at": "2026-12-03T09:59:00Z", "decided_at": "2026-12-03T10:00:00Z",
+        "item": {"topic": "images.needs-review", "partition": 0, "offset": 1},
         "machine": {
-            "decision": machine, "policy_version": "sha256:0123456789abcdef", "model_version": "2023-10-01",
-            "source": {"topic": "images.submitted", "partition": 0, "offset": 1},
+            "decision": machine, "rules": [str(reason["rule"]) for reason in reasons or []],
             "reasons": reasons or [], "tags": tags or [],
+            "policy_version": "sha256:0123456789abcdef", "model_version": "2023-10-01",
+            "source": {"topic": "images.submitted", "partition": 0, "offset": 1},
         },
+        "published_to": None,
     }  # fmt: skip
     if probability is not None:
-        document["audit"] = {"probability": probability}
+        machine_object = document["machine"]
+        assert isinstance(machine_object, dict)
+        machine_object |= {"audit_probability": probability, "published_decision": machine}
     return document
 
 
@@ -146,13 +153,20 @@ def test_the_console_shape_with_rules_and_machine_audit_probability_reads() -> N
     [
         ({"schema": "moderation-result.v1"}, "here: not a review-decision.v1 record"),
         ({"verdict": "maybe"}, "here: verdict must be approve, reject or escalate"),
-        ({"audit": {"probability": 0}}, "here: the audit probability must be a number in (0, 1]"),
+        ({"audit_probability": 0}, "here: the audit probability must be a number in (0, 1]"),
     ],
 )
 def test_a_bad_record_names_where_it_came_from(change: dict[str, object], message: str) -> None:
     """Each unusable record raises VerdictError starting with its origin."""
+    document = _decision("approve", "approved")
+    machine = document["machine"]
+    assert isinstance(machine, dict)
+    if "audit_probability" in change:
+        machine |= change
+    else:
+        document |= change
     with pytest.raises(VerdictError) as raised:
-        parse_verdict(_decision("approve", "approved") | change, "here")
+        parse_verdict(document, "here")
     assert str(raised.value).startswith(message)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from worker.domain import Analysis, Decision, Tag
 from worker.evaluation.confusion import ConfusionMatrix
-from worker.evaluation.diff import decision_diff
+from worker.evaluation.decision_diff import DecisionDiff, DiffReport, Redecided
 from worker.evaluation.labeled_set import LabeledImage, Observation
 from worker.evaluation.sweep import TagEvidence, evidence_for, point_at, sweep_tag
 
@@ -46,17 +46,46 @@ def test_a_rate_without_a_denominator_is_none_not_zero() -> None:
     assert (None, 1.0) == (matrix.reject_precision, matrix.harmful_approved_rate)
 
 
+def _diff(triples: list[tuple[str, Decision, Decision]], examples: int = 5) -> DiffReport:
+    """The diff `evaluate` reports for ``(image id, current decision, suggested decision)`` triples."""
+    diff = DecisionDiff()
+    for image_id, old, new in triples:
+        diff.add(Redecided(image_id, old, new))
+    return diff.report("sha256:suggested", examples=examples)
+
+
 def test_the_diff_counts_changes_and_keeps_the_first_examples_of_each() -> None:
     """Four images: one stays, three move from approved to rejected; two examples are kept, in input order."""
-    diff = decision_diff([("a", A, A), ("b", A, R), ("c", A, R), ("d", A, R)], examples_per_change=2)
-    assert (3, [(A, R, 3)], ("b", "c")) == (diff.changed, diff.changes(), diff.examples[A, R])
+    diff = _diff([("a", A, A), ("b", A, R), ("c", A, R), ("d", A, R)], examples=2)
+    examples = tuple(item.id for item in diff.examples[A, R])
+    assert (3, [(A, R, 3)], ("b", "c")) == (diff.changed, diff.changes(), examples)
 
 
 def test_the_diff_document_lists_only_real_changes() -> None:
-    """The JSON names each change once with its count and examples; unchanged images add no change."""
-    document = decision_diff([("a", N, N), ("b", N, A)]).to_json()
-    expected = [{"old": "needs_review", "new": "approved", "count": 1, "examples": ["b"]}]
-    assert (2, 1, expected) == (document["total"], document["changed"], document["changes"])
+    """The JSON gives each change its count and examples; unchanged images add no change."""
+    document = _diff([("a", N, N), ("b", N, A)]).to_json()
+    pairs = document["pairs"]
+    assert isinstance(pairs, list)
+    changes = [
+        {"old": pair["old"], "new": pair["new"], "count": pair["count"], "examples": pair["examples"]}
+        for pair in pairs
+        if pair["old"] != pair["new"] and pair["count"]
+    ]
+    example: dict[str, object] = {"id": "b", "url": None, "old_policy_version": "", "reasons": []}
+    expected = [{"old": "needs_review", "new": "approved", "count": 1, "examples": [example]}]
+    assert (2, 1, expected) == (document["images"], document["changed"], changes)
+
+
+def test_the_diff_as_a_matrix_has_old_decisions_in_rows() -> None:
+    """The evaluate report draws the diff as a matrix: current policy in rows, suggested in columns."""
+    matrix = _diff([("a", N, N), ("b", N, A), ("c", R, R)]).matrix
+    assert (1, 1, 0, 1, 3) == (
+        matrix.count(N, N),
+        matrix.count(N, A),
+        matrix.count(A, N),
+        matrix.count(R, R),
+        matrix.total,
+    )
 
 
 # One tag over six images, by hand (score, truth):

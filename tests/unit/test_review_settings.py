@@ -10,7 +10,7 @@ import pytest
 from worker.cli import main
 from worker.errors import ConfigurationError
 from worker.review.console import load_tokens, proxy_trust
-from worker.review.settings import ReviewSettings
+from worker.review.settings import ReviewSettings, decisions_topic
 
 
 def test_defaults_with_a_token_file() -> None:
@@ -106,3 +106,28 @@ def test_docs_review_lists_every_setting_with_its_default() -> None:
     documented = set(re.findall(r"^\| `(MODERATION_REVIEW_\w+)` \|", text, flags=re.MULTILINE))
 
     assert {f"MODERATION_REVIEW_{name.upper()}" for name in ReviewSettings.model_fields} == documented
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, "images.review-decisions"),
+        ({"MODERATION_REVIEW_DECISIONS_TOPIC": " team.decisions "}, "team.decisions"),
+        ({"moderation_review_decisions_topic": "team.decisions"}, "team.decisions"),
+    ],
+)
+def test_readers_of_the_decisions_find_the_topic_the_console_writes(
+    environ: dict[str, str], expected: str
+) -> None:
+    """decisions_topic reads MODERATION_REVIEW_DECISIONS_TOPIC as from_env does, without sign-in settings."""
+    with_tokens = environ | {"MODERATION_REVIEW_TOKENS_FILE": "/run/secrets/tokens"}
+    assert (expected, expected) == (
+        decisions_topic(environ),
+        ReviewSettings.from_env(with_tokens).decisions_topic,
+    )
+
+
+def test_a_blank_decisions_topic_is_a_configuration_error() -> None:
+    """An empty topic name is refused, naming the variable."""
+    with pytest.raises(ConfigurationError, match="MODERATION_REVIEW_DECISIONS_TOPIC"):
+        decisions_topic({"MODERATION_REVIEW_DECISIONS_TOPIC": "  "})

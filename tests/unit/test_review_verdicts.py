@@ -10,6 +10,8 @@ from jsonschema import Draft202012Validator
 
 from tests.review_samples import SECRET_QUERY, review_item
 from worker.contracts import Contracts, SchemaName, default_schemas_dir
+from worker.domain import Decision, Reason, Tag
+from worker.evaluation.verdicts import ReviewVerdict, parse_verdict
 from worker.review.items import ESCALATION_HEADER, ItemKind, ReviewItem, parse_item
 from worker.review.queue import Lease, Role
 from worker.review.verdicts import (
@@ -100,6 +102,8 @@ def test_the_decision_record_carries_the_verdict_note_lease_and_machine_provenan
         "machine": {
             "decision": "needs_review",
             "rules": ["blocklist_review"],
+            "reasons": [{"rule": "blocklist_review", "tag": "weapon", "confidence": 0.62}],
+            "tags": [{"name": "outdoor", "confidence": 0.9}, {"name": "weapon", "confidence": 0.62}],
             "policy_version": "sha256:0123456789abcdef",
             "model_version": "2023-10-01",
             "source": {"topic": "images.submitted", "partition": 0, "offset": 7},
@@ -174,3 +178,25 @@ def test_the_documented_example_satisfies_review_decision_v1() -> None:
 
     assert [] == [error.message for error in validator.iter_errors(example)]
     assert [] == [error.message for error in validator.iter_errors(written)]
+
+
+def test_calibration_reads_the_machine_reasons_tags_and_audit_probability_the_console_writes() -> None:
+    """The console's review-decision.v1 is what calibrate counts per rule, tag and confidence band:
+    the reader recovers every reason (tag and confidence included), every tag and the audit weight."""
+    reasons = (Reason("allowlist_match", tag="dog", confidence=0.97), Reason("no_signal"))
+    item = review_item(
+        "img-c", kind=ItemKind.AUDIT, topic="images.review-audit", reasons=reasons, audit=AUDIT
+    )
+    written = plan(item, VerdictRequest(VerdictKind.REJECT, "other")).records[0].value
+
+    verdict = parse_verdict(orjson.loads(written), "images.review-decisions/0@0")
+
+    expected = ReviewVerdict(
+        image_id="img-c",
+        human=Decision.REJECTED,
+        machine=Decision.APPROVED,
+        reasons=reasons,
+        tags=(Tag("outdoor", 0.9), Tag("weapon", 0.62)),
+        audit_probability=0.05,
+    )
+    assert expected == verdict

@@ -143,9 +143,8 @@ def evaluate(
 )
 @click.option(
     "--topic",
-    default="images.review-decisions",
-    show_default=True,
-    help="review decisions topic, read to its end (Kafka per MODERATION_KAFKA_*)",
+    help="review decisions topic, read to its end (Kafka per MODERATION_KAFKA_*) "
+    "[default: MODERATION_REVIEW_DECISIONS_TOPIC, else images.review-decisions]",
 )
 @click.option(
     "--policy",
@@ -169,7 +168,7 @@ def evaluate(
 def calibrate(
     *,
     verdict_file: Path | None,
-    topic: str,
+    topic: str | None,
     policy: Path | None,
     band_width: float,
     min_evidence: int,

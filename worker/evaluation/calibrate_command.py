@@ -1,9 +1,10 @@
 """What ``moderation-worker calibrate`` does once its options are parsed: read verdicts, calibrate, propose.
 
 Verdicts come from a JSONL file of ``review-decision.v1`` records or from the review-decisions topic (read
-to its end, then stop; Kafka as configured by the MODERATION_KAFKA_* settings). The moves are proposed
-against the policy given (default: the bundled one) and never applied. ``summary`` is the printed text;
-``report`` the JSON document.
+to its end, then stop; Kafka as configured by the MODERATION_KAFKA_* settings). Without ``--topic`` that is
+the topic the review console writes to (``MODERATION_REVIEW_DECISIONS_TOPIC``, read as the console reads
+it). The moves are proposed against the policy given (default: the bundled one) and never applied.
+``summary`` is the printed text; ``report`` the JSON document.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ from worker.evaluation.calibration import Calibration, Cell, calibrate
 from worker.evaluation.threshold_moves import ThresholdMove, propose_moves
 from worker.evaluation.verdicts import read_verdict_file
 from worker.policy_file import load_default_policy, load_policy
+from worker.review.settings import decisions_topic
 from worker.settings import Settings
-
-DEFAULT_TOPIC = "images.review-decisions"
 
 
 @dataclass(frozen=True, slots=True)
 class CalibrateOptions:
-    """The command's options: ``verdict_file`` or else ``topic``; ``policy`` ``None``: the bundled policy."""
+    """The command's options: ``verdict_file`` or else ``topic`` (``None``: the console's decisions topic);
+    ``policy`` ``None``: the bundled policy."""
 
     verdict_file: Path | None
-    topic: str
+    topic: str | None
     policy: Path | None
     band_width: float
     min_evidence: int
@@ -63,8 +64,9 @@ async def run_calibration(options: CalibrateOptions, environ: Mapping[str, str])
     else:
         from worker.evaluation.verdict_source import read_verdict_topic  # noqa: PLC0415 - loads aiokafka
 
-        read = await read_verdict_topic(Settings.from_env(environ, need_analyzer=False), options.topic)
-        verdicts, skipped, source = list(read.verdicts), read.skipped, f"topic {options.topic}"
+        topic = options.topic or decisions_topic(environ)
+        read = await read_verdict_topic(Settings.from_env(environ, need_analyzer=False), topic)
+        verdicts, skipped, source = list(read.verdicts), read.skipped, f"topic {topic}"
     calibration = calibrate(verdicts, options.band_width)
     moves = propose_moves(
         calibration, policy, min_evidence=options.min_evidence, target_precision=options.target_precision

@@ -1,8 +1,11 @@
-"""What a policy change would change: counts by (old, new) decision and examples of each change.
+"""What changes between two decisions of the same images: counts by (old, new) decision and examples of each.
 
-``DecisionDiff`` collects re-decisions (one per image id: the last one told wins, since the analyses topic
-is at-least-once and a redelivered submission is analyzed twice) and ``DiffReport`` is the result, as text
-and as a JSON document. Pure: no I/O, no clock. Example URLs are redacted again on the way out.
+The one diff of the evaluation tools: ``replay`` (the published decision against a new policy's) and
+``evaluate`` (the current policy against the suggested one, on a labeled set) both collect re-decisions in a
+``DecisionDiff`` (one per image id: the last one told wins, since the analyses topic is at-least-once and a
+redelivered submission is analyzed twice) and report a ``DiffReport``, as text, as a JSON document and as a
+``ConfusionMatrix`` (rows old, columns new). Pure: no I/O, no clock. Example URLs are redacted again on the
+way out.
 """
 
 from __future__ import annotations
@@ -10,12 +13,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
 
 from worker.domain import Decision, Reason
+from worker.evaluation.confusion import DECISIONS, ConfusionMatrix
 from worker.redact import redact_url
 
-DECISIONS: Final = tuple(Decision)
 Pair = tuple[Decision, Decision]
 """(old decision, new decision)."""
 
@@ -61,6 +63,20 @@ class DiffReport:
     def changed(self) -> int:
         """Images whose decision would change."""
         return sum(count for (old, new), count in self.counts.items() if old != new)
+
+    @property
+    def matrix(self) -> ConfusionMatrix:
+        """The counts as a 3 x 3 matrix: rows the old decision, columns the new one."""
+        return ConfusionMatrix(self.counts)
+
+    def changes(self) -> list[tuple[Decision, Decision, int]]:
+        """Every ``(old, new, count)`` with old != new and count > 0, old-major in decision order."""
+        return [
+            (old, new, self.counts[(old, new)])
+            for old in DECISIONS
+            for new in DECISIONS
+            if old != new and self.counts[(old, new)]
+        ]
 
     def to_json(self) -> dict[str, object]:
         """The report as a JSON document (``--json``); pairs as ``{"old", "new", "count", "examples"}``."""

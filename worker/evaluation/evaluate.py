@@ -2,7 +2,7 @@
 
 The I/O is the labeled set, the analysis cache and the analyzer (through ``collect``); everything after is
 the pure ``scoring`` and ``suggest``. The suggested policy is scored on the same analyses too, so the report
-shows what it would change (``diff``) before anyone applies it.
+shows what it would change (``decision_diff``, the diff replay reports too) before anyone applies it.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ from worker.analysis.limiter import QuotaLimiter
 from worker.evaluation.analysis_cache import AnalysisCache
 from worker.evaluation.analyzers import ImageAnalyzer
 from worker.evaluation.collect import Collected, Collector, Progress
-from worker.evaluation.diff import DecisionDiff, decision_diff
+from worker.evaluation.decision_diff import DecisionDiff, DiffReport, Redecided
 from worker.evaluation.labeled_set import LabeledImage
 from worker.evaluation.scoring import PolicyScore, Targets, missed_targets, score_policy
 from worker.evaluation.suggest import TagSuggestion, suggest_thresholds, suggested_policy
 from worker.policy import Policy
 from worker.policy_file import policy_from_document
 from worker.redact import redact_url
+
+EXAMPLES_PER_CHANGE = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,7 @@ class EvaluationRun:
     suggested_document: Mapping[str, Any]
     suggested_score: PolicyScore
     suggested_missed: tuple[str, ...]
-    suggested_diff: DecisionDiff
+    suggested_diff: DiffReport
 
     @property
     def model_versions(self) -> list[str]:
@@ -112,11 +114,12 @@ async def run_evaluation(
     score = score_policy(policy, observations)
     suggestions = suggest_thresholds(policy, observations, targets)
     document = suggested_policy(policy, suggestions)
-    suggested_score = score_policy(policy_from_document(document), observations)
-    diff = decision_diff(
-        (f"line {o.image.line}", old, new)
-        for o, old, new in zip(observations, score.decisions, suggested_score.decisions, strict=True)
-    )
+    suggested = policy_from_document(document)
+    suggested_score = score_policy(suggested, observations)
+    diff = DecisionDiff()
+    for o, old, new in zip(observations, score.decisions, suggested_score.decisions, strict=True):
+        url = o.image.reference if o.image.is_url else None
+        diff.add(Redecided(f"line {o.image.line}", old, new, url=url, policy_version=policy.version))
     return EvaluationRun(
         labeled_set=labeled_set,
         analyzer=analyzer.identity,
@@ -128,5 +131,5 @@ async def run_evaluation(
         suggested_document=document,
         suggested_score=suggested_score,
         suggested_missed=tuple(missed_targets(suggested_score.matrix, targets)),
-        suggested_diff=diff,
+        suggested_diff=diff.report(suggested.version, examples=EXAMPLES_PER_CHANGE),
     )

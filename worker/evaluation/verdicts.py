@@ -1,12 +1,12 @@
 """Reading ``review-decision.v1`` records: one human verdict on one machine result; pure.
 
-The reader takes what calibration needs and tolerates the rest (consumers ignore fields they do not
-know): ``id``, ``verdict`` (approve | reject | escalate), ``queue`` and ``machine`` with its ``decision``,
-its reasons (``reasons`` as result reasons ``{rule, tag, confidence}``, or bare ``rules``), its ``tags``
-(``{name, confidence}``, when the record carries them) and the audit sampling probability (``audit.
-probability`` or ``machine.audit_probability``). Per-tag and per-band figures need tags or tag reasons; a
-record with rules only counts per rule. A record that is not a usable verdict raises ``VerdictError``
-naming where it came from.
+The reader takes what calibration needs from the shape the review console writes
+(``schemas/review-decision.v1.json``) and tolerates the rest (consumers ignore fields they do not know):
+``id``, ``verdict`` (approve | reject | escalate) and ``machine`` with its ``decision``, its ``reasons``
+(``{rule, tag, confidence}`` as in ``moderation-result.v1``; a record without them falls back to the bare
+``rules``), its ``tags`` (``{name, confidence}``) and, on audit verdicts, ``audit_probability``. Per-tag and
+per-band figures need tags or tag reasons; a record with rules only counts per rule. A record that is not
+a usable verdict raises ``VerdictError`` naming where it came from.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def parse_verdict(document: object, where: str) -> ReviewVerdict:
         raise VerdictError(
             f"{where}: machine.decision {machine.get('decision')!r} is not a decision"
         ) from None
-    probability = _probability(document, machine, where)
+    probability = _probability(machine, where)
     return ReviewVerdict(
         image_id=str(document.get("id", "")),
         human=VERDICTS[verdict],
@@ -70,9 +70,8 @@ def parse_verdict(document: object, where: str) -> ReviewVerdict:
     )
 
 
-def _probability(document: Mapping[str, object], machine: Mapping[str, object], where: str) -> float | None:
-    audit = document.get("audit")
-    value = audit.get("probability") if isinstance(audit, dict) else machine.get("audit_probability")
+def _probability(machine: Mapping[str, object], where: str) -> float | None:
+    value = machine.get("audit_probability")
     if value is None:
         return None
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 < value <= 1.0:

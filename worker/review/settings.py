@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from worker.errors import ConfigurationError
 
 PREFIX: Final = "MODERATION_REVIEW_"
+DECISIONS_TOPIC_VARIABLE: Final = f"{PREFIX}DECISIONS_TOPIC"
+DEFAULT_DECISIONS_TOPIC: Final = "images.review-decisions"
 
 
 def _csv(raw: object) -> object:
@@ -50,7 +52,7 @@ class ReviewSettings(BaseSettings):
         "images.review-escalated", min_length=1, description="the leads' second-level queue"
     )
     decisions_topic: str = Field(
-        "images.review-decisions", min_length=1, description="review-decision.v1 records"
+        DEFAULT_DECISIONS_TOPIC, min_length=1, description="review-decision.v1 records"
     )
     lease_s: float = Field(300.0, ge=1.0, description="how long a claim lasts without renewal, seconds")
     session_s: float = Field(8 * 3600.0, ge=60.0, description="how long a sign-in lasts, seconds")
@@ -116,3 +118,15 @@ class ReviewSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Only the values passed in: the class never reads the process environment by itself."""
         return (init_settings,)
+
+
+def decisions_topic(environ: Mapping[str, str]) -> str:
+    """The review-decisions topic the console writes, as ``from_env`` reads it from ``environ``
+    (``MODERATION_REVIEW_DECISIONS_TOPIC``, any case), without the console's sign-in settings: for readers
+    of the decisions such as ``calibrate``. ``ConfigurationError`` if it is set but blank."""
+    values = [value.strip() for name, value in environ.items() if name.upper() == DECISIONS_TOPIC_VARIABLE]
+    if not values:
+        return DEFAULT_DECISIONS_TOPIC
+    if not values[-1]:
+        raise ConfigurationError(f"invalid configuration: {DECISIONS_TOPIC_VARIABLE}: must not be blank")
+    return values[-1]

@@ -179,10 +179,13 @@ def decision_document(
     published_to: str | None,
 ) -> bytes:
     """Serialise the ``review-decision.v1`` of a verdict; raises ``ValueError`` if it breaks the schema."""
-    result = item.result
+    result, reviewed = item.result, orjson.loads(item.value)
     machine: dict[str, object] = {
         "decision": result.decision,
         "rules": [reason.rule for reason in result.reasons],
+        # Copied from the record reviewed, so they are exactly as moderation-result.v1 wrote them.
+        "reasons": reviewed.get("reasons", []),
+        "tags": reviewed.get("tags", []),
         "policy_version": result.policy_version,
         "model_version": result.model_version,
         "source": _coordinates(result.source.topic, result.source.partition, result.source.offset),
