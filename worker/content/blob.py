@@ -19,11 +19,13 @@ says); no message carries a query string or a token.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
@@ -42,6 +44,7 @@ from worker.content.fetch import (
     FetchedImage,
     FetchRefusal,
     FetchRefused,
+    Resolve,
 )
 from worker.content.formats import ACCEPTED_CONTENT_TYPES, image_format
 from worker.content.known import ImageFetcher
@@ -115,6 +118,7 @@ def _describe(error: AzureError) -> str:
     """What storage said, without its message (which may quote the request)."""
     status = error.status_code if isinstance(error, HttpResponseError) else None
     code = getattr(error, "error_code", None)
+    code = getattr(code, "value", code)  # a StorageErrorCode member, or the service's own text
     said = " ".join(part for part in (f"HTTP {status}" if status else "", str(code or "")) if part)
     return said or type(error).__name__
 
@@ -133,11 +137,13 @@ class BlobReader:
         max_bytes: int = DEFAULT_MAX_BYTES,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         ca_file: Path | None = None,
+        resolve: Resolve | None = None,
     ) -> None:
         self._credential = credential
         self._max_bytes = max_bytes
         self._timeout_s = timeout_s
         self._verify: bool | str = str(ca_file) if ca_file is not None else True
+        self._resolver = AiohttpResolver(resolve) if resolve is not None else None
         self._session: aiohttp.ClientSession | None = None
 
     async def fetch(self, url: str) -> FetchedImage:
@@ -159,13 +165,15 @@ class BlobReader:
             ) from None
 
     async def _read(self, url: str) -> FetchedImage:
-        transport = AioHttpTransport(session=self._open_session(), session_owner=False)
+        transport = AioHttpTransport(
+            session=self._open_session(), session_owner=False, connection_verify=self._verify
+        )
         async with BlobClient.from_blob_url(
             without_sas(url),
             credential=self._credential,
             transport=transport,
-            connection_verify=self._verify,
             permit_redirects=False,
+            retry_total=0,
             max_single_get_size=_CHUNK_BYTES,
             max_chunk_get_size=_CHUNK_BYTES,
         ) as client:
@@ -198,7 +206,10 @@ class BlobReader:
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False
+                connector=aiohttp.TCPConnector(resolver=self._resolver, limit=0),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                trust_env=False,
             )
         return self._session
 
@@ -207,6 +218,33 @@ class BlobReader:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class AiohttpResolver(AbstractResolver):
+    """aiohttp's resolver interface over a ``Resolve``."""
+
+    def __init__(self, resolve: Resolve) -> None:
+        self._resolve = resolve
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[ResolveResult]:
+        """Every address ``resolve`` gives for ``host`` of ``family`` (``AF_UNSPEC``: any)."""
+        results = [
+            ResolveResult(
+                hostname=host,
+                host=str(address),
+                port=port,
+                family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in await self._resolve(host, port)
+        ]
+        return [result for result in results if family in (socket.AF_UNSPEC, result["family"])]
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 class ClosableFetcher(ImageFetcher, Protocol):
