@@ -174,3 +174,54 @@ def test_blob_auth_without_worker_fetch_or_hosts_is_a_configuration_error(
     """The identity is used in worker-fetch mode for named hosts only; half a setup stops the start."""
     with pytest.raises(ConfigurationError, match=expected):
         _settings(**values)
+
+
+class Unused:
+    """The guarded analyzer, never called while the setup is only built and closed."""
+
+    async def analyze_guarded_data(self, _image_data: bytes, _stall: object) -> object:
+        raise AssertionError("not called")
+
+
+class ClosedIdentity:
+    """A credential that records whether it was closed; it never hands out a token here."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def get_token(self, *_scopes: str, **_options: object) -> object:
+        raise AssertionError("not asked")
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def _fetch_settings(**values: str) -> Settings:
+    return _settings(IMAGE_FETCH="worker", BLOB_AUTH="entra", **values)
+
+
+async def test_the_setup_reads_the_account_hosts_with_the_identity_and_closes_it_last() -> None:
+    """``MODERATION_BLOB_AUTH=entra`` puts the blob dispatch in front of the guarded fetch; ``aclose``
+    closes the credential it made."""
+    from worker.content.setup import KnownContentSetup  # noqa: PLC0415 - the content extra
+
+    identity = ClosedIdentity()
+    setup = KnownContentSetup(
+        _fetch_settings(BLOB_ACCOUNT_HOSTS="photos.blob.core.windows.net"),
+        Unused(),  # type: ignore[arg-type]
+        blob_credential=lambda: identity,  # type: ignore[arg-type,return-value]
+    )
+    await setup.aclose()
+    assert (True, True) == (isinstance(setup.fetcher, BlobOrWebFetcher), identity.closed)
+
+
+def test_an_account_host_that_is_a_pattern_stops_the_setup() -> None:
+    """A wildcard would send the token to every storage account: a ``ConfigurationError`` naming it."""
+    from worker.content.setup import KnownContentSetup  # noqa: PLC0415 - the content extra
+
+    with pytest.raises(ConfigurationError, match=r"BLOB_ACCOUNT_HOSTS: '\*.blob.core.windows.net'"):
+        KnownContentSetup(
+            _fetch_settings(BLOB_ACCOUNT_HOSTS="*.blob.core.windows.net"),
+            Unused(),  # type: ignore[arg-type]
+            blob_credential=ClosedIdentity,  # type: ignore[arg-type]
+        )
