@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.tls",
     "tests.fixtures.browser",
+    "tests.fixtures.azurite",
 ]

@@ -23,6 +23,7 @@ AnalyzerKind = Literal["azure", "model"]
 AuthKind = Literal["key", "entra"]
 #: who fetches the image: Azure from its URL, or the worker (SSRF-guarded, docs/known-content.md)
 ImageFetchKind = Literal["url", "worker"]
+BlobAuthKind = Literal["none", "entra"]
 VisualFeature = Literal["tags", "caption", "denseCaptions", "objects", "read", "smartCrops", "people"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 #: codec of the batches the worker produces (docs/kafka.md, "Output compression", says why zstd)
@@ -52,6 +53,7 @@ OptionalMechanism = Annotated[SaslMechanism | None, BeforeValidator(empty_is_non
 OptionalPath = Annotated[Path | None, BeforeValidator(empty_is_none)]
 Endpoint = Annotated[str, AfterValidator(_endpoint)]
 Paths = Annotated[tuple[Path, ...], NoDecode, BeforeValidator(_csv)]
+Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_csv)]
 Features = Annotated[tuple[VisualFeature, ...], NoDecode, BeforeValidator(_csv), Field(min_length=1)]
 
 

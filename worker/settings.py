@@ -28,6 +28,7 @@ from worker.setting_values import (
     PREFIX,
     AnalyzerKind,
     AuthKind,
+    BlobAuthKind,
     CompressionType,
     Endpoint,
     Features,
@@ -35,6 +36,7 @@ from worker.setting_values import (
     JsonValue,
     LogLevel,
     MappingSource,
+    Names,
     OptionalMechanism,
     OptionalPath,
     OptionalText,
@@ -177,6 +179,12 @@ class Settings(BaseSettings):
     fetch_max_redirects: int = Field(
         3, ge=0, le=10, description="redirects one fetch follows, each re-checked"
     )
+    blob_auth: BlobAuthKind = Field(
+        "none", description="entra: read blobs on the account hosts with DefaultAzureCredential, no SAS"
+    )
+    blob_account_hosts: Names = Field(
+        (), description="CSV of storage account hosts (account.blob.core.windows.net) read with the identity"
+    )
     hash_bank_files: Paths = Field((), description="CSV of hash-bank files matched before the quota")
     hash_banks_from_topic: bool = Field(False, description="follow the bank topic: live bank changes")
     hash_banks_topic: Text = Field("moderation.hash-banks", description="hash-bank updates, compacted")
@@ -274,6 +282,12 @@ class Settings(BaseSettings):
                 gaps.append(("azure_key", f"{PREFIX}AZURE_KEY: required when {PREFIX}AZURE_AUTH=key"))
         if self.image_fetch == "worker" and self.analyzer != "azure":
             gaps.append(("image_fetch", f"{PREFIX}IMAGE_FETCH=worker: needs {PREFIX}ANALYZER=azure"))
+        if self.blob_auth == "entra" and (self.image_fetch != "worker" or not self.blob_account_hosts):
+            needs = f"{PREFIX}IMAGE_FETCH=worker and {PREFIX}BLOB_ACCOUNT_HOSTS"
+            problem = f"{PREFIX}BLOB_AUTH=entra: needs {needs}"
+            gaps.append(("blob_auth", problem))
+        if self.blob_auth != "entra" and self.blob_account_hosts:
+            gaps.append(("blob_auth", f"{PREFIX}BLOB_ACCOUNT_HOSTS: read only with {PREFIX}BLOB_AUTH=entra"))
         known = self.hash_bank_files or self.hash_banks_from_topic or self.analysis_cache_size
         if self.image_fetch != "worker" and known:
             problem = f"hash banks and the analysis cache need {PREFIX}IMAGE_FETCH=worker"

@@ -27,6 +27,7 @@ from worker.analysis.guarded import GuardedAnalyzer
 from worker.analysis.limiter import QuotaLimiter
 from worker.content.addresses import AddressPolicy
 from worker.content.banks import HashBanks
+from worker.content.blob import BlobOrWebFetcher, BlobReader
 from worker.content.cache import AnalysisCache
 from worker.content.fetch import GuardedFetcher, static_resolver
 from worker.content.hashes import content_hashes
@@ -117,9 +118,12 @@ async def fetch_mode_moderator(
     cache: AnalysisCache | None = None,
     cache_topic: str | None = None,
     quota_per_s: float = 100.0,
+    blob_reader: BlobReader | None = None,
+    blob_hosts: frozenset[str] = frozenset(),
 ) -> AsyncIterator[Moderator]:
     """One replica's moderator in worker-fetch mode against the emulator at ``endpoint``, with its own
-    analyzer, limiter and fetcher."""
+    analyzer, limiter and fetcher; with ``blob_reader``, URLs on ``blob_hosts`` are read through it
+    (``BlobOrWebFetcher``, as ``MODERATION_BLOB_AUTH=entra`` wires it)."""
     analyzer = AzureAnalyzer(endpoint, AzureKeyCredential(TEST_KEY))
     guarded = GuardedAnalyzer(
         analyzer,
@@ -133,8 +137,9 @@ async def fetch_mode_moderator(
         resolve=static_resolver(NAMES),
         ssl_context=certificate.client_context(),
     )
+    dispatch = BlobOrWebFetcher(blob_reader, fetcher, blob_hosts) if blob_reader is not None else fetcher
     step = KnownContentStep(
-        fetcher, guarded, hash_image=content_hashes, banks=banks, cache=cache, cache_topic=cache_topic
+        dispatch, guarded, hash_image=content_hashes, banks=banks, cache=cache, cache_topic=cache_topic
     )
     contracts = Contracts.load()
     policy = load_default_policy(contracts=contracts)
@@ -149,7 +154,7 @@ async def fetch_mode_moderator(
             known_content=step,
         )
     finally:
-        await fetcher.aclose()
+        await dispatch.aclose()
         await analyzer.aclose()
 
 

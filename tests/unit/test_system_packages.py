@@ -18,13 +18,15 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).parents[2] / ".ci" / "system-packages"
-TEST_TOOLS = ("prometheus", "promtool", "java", "mvn", "openssl")
+TEST_TOOLS = ("prometheus", "promtool", "java", "mvn", "openssl", "node", "npm")
 #: what the recorder's "install" adds for each Debian package
 PACKAGE_TOOLS = {
     "prometheus": ("prometheus", "promtool"),
     "default-jre-headless": ("java",),
     "maven": ("mvn",),
     "openssl": ("openssl",),
+    "nodejs": ("node",),
+    "npm": ("npm",),
 }
 SERVICE_TOOLS = ("systemctl", "invoke-rc.d", "update-rc.d")
 
@@ -119,7 +121,7 @@ def test_as_root_a_missing_tool_is_installed_with_one_update_and_the_system_prom
 ) -> None:
     """Only the missing package, noninteractively, without recommends; then the service it started is
     stopped and disabled, and the script checks the tools are there now."""
-    sandbox = make_sandbox(tmp_path, present={"java", "mvn", "openssl"})
+    sandbox = make_sandbox(tmp_path, present={"java", "mvn", "openssl", "node", "npm"})
 
     done = sandbox.run("test")
 
@@ -135,7 +137,7 @@ def test_packages_missing_for_several_needs_are_installed_in_one_apt_get_run_eac
     tmp_path: Path,
 ) -> None:
     """java and mvn are needed by both demo and test, yet their packages are asked for once."""
-    sandbox = make_sandbox(tmp_path, present={"openssl"}, venv=False)
+    sandbox = make_sandbox(tmp_path, present={"openssl", "node", "npm"}, venv=False)
 
     done = sandbox.run("venv", "demo", "test")
 
@@ -148,7 +150,7 @@ def test_packages_missing_for_several_needs_are_installed_in_one_apt_get_run_eac
 
 def test_without_root_the_script_stops_with_the_exact_command_to_run(tmp_path: Path) -> None:
     """No attempt to install: exit 1 and one message naming each missing tool and the sudo command."""
-    sandbox = make_sandbox(tmp_path, present={"java", "mvn"}, uid=1000)
+    sandbox = make_sandbox(tmp_path, present={"java", "mvn", "node", "npm"}, uid=1000)
 
     done = sandbox.run("test")
 
@@ -172,7 +174,7 @@ def test_no_install_makes_root_get_the_command_instead_of_an_installation(tmp_pa
 
 def test_dry_run_reports_what_would_run_and_changes_nothing(tmp_path: Path) -> None:
     """``--dry-run`` exits 0 and names the apt-get command a root run would use."""
-    sandbox = make_sandbox(tmp_path, present={"java", "mvn", "openssl"})
+    sandbox = make_sandbox(tmp_path, present={"java", "mvn", "openssl", "node", "npm"})
 
     done = sandbox.run("--dry-run", "test")
 
@@ -203,7 +205,8 @@ def test_an_interpreter_without_venv_or_no_interpreter_names_the_debian_packages
 
 def test_without_apt_get_the_script_says_to_use_the_systems_package_manager(tmp_path: Path) -> None:
     """Not Debian: exit 1 with the missing tools and their Debian package names as a hint."""
-    sandbox = make_sandbox(tmp_path, present={"java", "mvn", "prometheus", "promtool"}, apt="absent")
+    present = {"java", "mvn", "prometheus", "promtool", "node", "npm"}
+    sandbox = make_sandbox(tmp_path, present=present, apt="absent")
 
     done = sandbox.run("test")
 
@@ -217,7 +220,7 @@ def test_without_apt_get_the_script_says_to_use_the_systems_package_manager(tmp_
 def test_a_tool_still_missing_after_apt_get_is_an_error(tmp_path: Path) -> None:
     """apt-get succeeding is not taken on trust: the tools are looked for again."""
     sandbox = make_sandbox(
-        tmp_path, present={"java", "mvn", "prometheus", "promtool"}, apt="installs nothing"
+        tmp_path, present={"java", "mvn", "prometheus", "promtool", "node", "npm"}, apt="installs nothing"
     )
 
     done = sandbox.run("demo")
@@ -232,3 +235,14 @@ def test_an_unknown_need_is_a_usage_error(tmp_path: Path) -> None:
     done = sandbox.run("tests")
 
     assert (2, True, []) == (done.returncode, done.stderr.startswith("usage:"), sandbox.calls())
+
+
+def test_the_test_need_installs_node_and_npm_for_the_storage_emulator(tmp_path: Path) -> None:
+    """Azurite is installed with npm by the blob tests: Debian's nodejs and npm come with the test need."""
+    sandbox = make_sandbox(tmp_path, present={"prometheus", "promtool", "java", "mvn", "openssl"})
+
+    done = sandbox.run("test")
+
+    install = "noninteractive|install -y -qq --no-install-recommends nodejs npm"
+    expected = ["noninteractive|update -qq", install]
+    assert (0, expected) == (done.returncode, sandbox.calls())

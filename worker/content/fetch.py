@@ -56,6 +56,10 @@ class FetchRefusal(StrEnum):
     TOO_LARGE = "too_large"
     WRONG_CONTENT_TYPE = "wrong_content_type"
     NOT_AN_IMAGE = "not_an_image"
+    NOT_FOUND = "not_found"
+    """Storage has no such blob or container (``worker.content.blob``)."""
+    FORBIDDEN = "forbidden"
+    """Storage refused the identity, or no token could be had for it (``worker.content.blob``)."""
 
 
 class FetchRefused(Exception):

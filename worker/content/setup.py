@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from worker.content.bank_source import BankUpdates, follow_compacted_topic, load_bank_files
 from worker.content.banks import HashBanks
+from worker.content.blob import BlobOrWebFetcher, BlobReader, account_hosts, default_blob_credential
 from worker.content.cache import AnalysisCache
 from worker.content.fetch import GuardedFetcher
 from worker.content.hashes import content_hashes
@@ -23,6 +26,9 @@ from worker.content.known import GuardedDataAnalysis, KnownContentStep
 from worker.errors import ConfigurationError
 from worker.kafka.security import ConnectionOptions
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +48,32 @@ def analyzer_version(settings: Settings) -> str:
 class KnownContentSetup:
     """Known content for one replica: ``start`` it once Kafka is reachable, ``aclose`` it last."""
 
-    def __init__(self, settings: Settings, analyzer: GuardedDataAnalysis) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        analyzer: GuardedDataAnalysis,
+        *,
+        blob_credential: Callable[[], AsyncTokenCredential] = default_blob_credential,
+    ) -> None:
+        """``blob_credential`` makes the identity blobs are read with (``MODERATION_BLOB_AUTH=entra``
+        only); ``ConfigurationError`` for an account host that is not a bare host name."""
         self._settings = settings
-        self.fetcher = GuardedFetcher(
+        self.fetcher: GuardedFetcher | BlobOrWebFetcher = GuardedFetcher(
             max_bytes=settings.fetch_max_bytes,
             timeout_s=settings.fetch_timeout_s,
             max_redirects=settings.fetch_max_redirects,
         )
+        self._credential: AsyncTokenCredential | None = None
+        if settings.blob_auth == "entra":
+            try:
+                hosts = account_hosts(settings.blob_account_hosts)
+            except ValueError as exc:
+                raise ConfigurationError(f"MODERATION_BLOB_ACCOUNT_HOSTS: {exc}") from None
+            self._credential = blob_credential()
+            reader = BlobReader(
+                self._credential, max_bytes=settings.fetch_max_bytes, timeout_s=settings.fetch_timeout_s
+            )
+            self.fetcher = BlobOrWebFetcher(reader, self.fetcher, hosts)
         self.banks = HashBanks()
         load_bank_files(settings.hash_bank_files, self.banks)
         self.cache: AnalysisCache | None = None
@@ -116,9 +141,11 @@ class KnownContentSetup:
             )
 
     async def aclose(self) -> None:
-        """Stop following the bank topic and close the fetcher's connections."""
+        """Stop following the bank topic, close the fetcher's connections and the blob identity."""
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.fetcher.aclose()
+        if self._credential is not None:
+            await self._credential.close()
