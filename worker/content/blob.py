@@ -283,4 +283,6 @@ def default_blob_credential() -> AsyncTokenCredential:
             "MODERATION_BLOB_AUTH=entra needs the azure-identity package:"
             " pip install 'moderation-worker[entra]'"
         ) from exc
-    return DefaultAzureCredential()
+    # Annotated so the check holds with and without azure-identity's own types installed.
+    credential: AsyncTokenCredential = DefaultAzureCredential()
+    return credential
