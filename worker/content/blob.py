@@ -45,8 +45,9 @@ from worker.content.fetch import (
     FetchRefusal,
     FetchRefused,
     Resolve,
+    collect_image,
 )
-from worker.content.formats import ACCEPTED_CONTENT_TYPES, image_format
+from worker.content.formats import ACCEPTED_CONTENT_TYPES
 from worker.content.known import ImageFetcher
 from worker.errors import ConfigurationError
 from worker.redact import redact_url
@@ -189,19 +190,9 @@ class BlobReader:
             download = await client.download_blob(
                 etag=properties.etag, match_condition=MatchConditions.IfNotModified, max_concurrency=1
             )
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in download.chunks():
-                size += len(chunk)
-                if size > self._max_bytes:
-                    raise FetchRefused(
-                        FetchRefusal.TOO_LARGE, f"{redact_url(url)} is over {self._max_bytes} bytes"
-                    )
-                chunks.append(chunk)
-        data = b"".join(chunks)
-        if image_format(data) is None:
-            raise FetchRefused(FetchRefusal.NOT_AN_IMAGE, f"{redact_url(url)} has no known image signature")
-        return FetchedImage(data, content_type)
+            return await collect_image(
+                download.chunks(), url=url, max_bytes=self._max_bytes, content_type=content_type
+            )
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:

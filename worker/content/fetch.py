@@ -17,7 +17,7 @@ import contextvars
 import ipaddress
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -77,6 +77,24 @@ class FetchedImage:
 
     data: bytes
     content_type: str
+
+
+async def collect_image(
+    chunks: AsyncIterator[bytes], *, url: str, max_bytes: int, content_type: str
+) -> FetchedImage:
+    """The image a body's ``chunks`` make up: ``TOO_LARGE`` as soon as they pass ``max_bytes``, then
+    ``NOT_AN_IMAGE`` unless the bytes start with a known image signature (web fetch and blob reads alike)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise FetchRefused(FetchRefusal.TOO_LARGE, f"{redact_url(url)} is over {max_bytes} bytes")
+        parts.append(chunk)
+    data = b"".join(parts)
+    if image_format(data) is None:
+        raise FetchRefused(FetchRefusal.NOT_AN_IMAGE, f"{redact_url(url)} has no known image signature")
+    return FetchedImage(data, content_type)
 
 
 async def resolve_with_loop(host: str, port: int) -> Sequence[IPAddress]:
@@ -258,19 +276,8 @@ class GuardedFetcher:
         declared = response.content_length
         if declared is not None and declared > self._max_bytes:
             raise FetchRefused(FetchRefusal.TOO_LARGE, f"{redact_url(url)} declares {declared} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
-            size += len(chunk)
-            if size > self._max_bytes:
-                raise FetchRefused(
-                    FetchRefusal.TOO_LARGE, f"{redact_url(url)} is over {self._max_bytes} bytes"
-                )
-            chunks.append(chunk)
-        data = b"".join(chunks)
-        if image_format(data) is None:
-            raise FetchRefused(FetchRefusal.NOT_AN_IMAGE, f"{redact_url(url)} has no known image signature")
-        return FetchedImage(data, content_type)
+        chunks = response.content.iter_chunked(_CHUNK_BYTES)
+        return await collect_image(chunks, url=url, max_bytes=self._max_bytes, content_type=content_type)
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -69,11 +69,16 @@ async def create_topics(settings: Settings) -> dict[str, str]:
     Raises ``ConfigurationError`` when the broker refuses a topic for any other reason.
     Connects as the worker does (``open_cluster``: waits for the cluster, raises ``KafkaConnectionFailed``).
     """
-    specs = topic_specs(settings)
+    return await create_missing(settings, topic_specs(settings), client_id="moderation-topics")
+
+
+async def create_missing(settings: Settings, specs: list[NewTopic], *, client_id: str) -> dict[str, str]:
+    """Create those of ``specs`` that do not exist yet, as ``create_topics`` describes; every command that
+    creates topics (``topics create``, ``review --create-topics``) goes through here."""
     async with open_cluster(settings) as options:
         admin = AIOKafkaAdminClient(
             bootstrap_servers=settings.bootstrap_servers,
-            client_id="moderation-topics",
+            client_id=client_id,
             **options.client_kwargs(),
         )
         try:

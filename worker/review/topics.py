@@ -7,10 +7,9 @@ strict as ``topics create`` about the broker's answers (``worker.kafka.topics.cr
 
 from __future__ import annotations
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
-from worker.kafka.startup import open_cluster, start_explained
-from worker.kafka.topics import creation_outcomes
+from worker.kafka.topics import create_missing
 from worker.review.settings import ReviewSettings
 from worker.settings import Settings
 
@@ -29,23 +28,4 @@ async def create_review_topics(settings: Settings, review: ReviewSettings) -> di
     """Create the missing ones; ``{topic: "created" | "exists"}``. ``ConfigurationError`` when the broker
     refuses one; connects as every command does (``open_cluster``)."""
     specs = review_topic_specs(settings, review)
-    async with open_cluster(settings) as options:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_servers,
-            client_id="moderation-review-topics",
-            **options.client_kwargs(),
-        )
-        try:
-            await start_explained(admin.start, settings.bootstrap_servers, settings.kafka_security(), options)
-            listed = set(await admin.list_topics())
-            missing = [spec for spec in specs if spec.name not in listed]
-            answers: dict[str, tuple[int, str | None]] = {}
-            if missing:
-                response = await admin.create_topics(missing)
-                answers = {
-                    entry[0]: (entry[1], entry[2] if len(entry) > 2 else None)
-                    for entry in response.topic_errors
-                }
-        finally:
-            await admin.close()
-    return creation_outcomes([spec.name for spec in specs], listed, answers)
+    return await create_missing(settings, specs, client_id="moderation-review-topics")
