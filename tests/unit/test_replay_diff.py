@@ -15,7 +15,7 @@ from worker.errors import ConfigurationError
 from worker.evaluation.analysis_record import KeptAnalysis
 from worker.evaluation.decision_diff import DecisionDiff, Redecided
 from worker.evaluation.replay import ReplayWindow, parse_moment, redecide
-from worker.policy import BlockRule, Policy, PolicyMode
+from worker.policy import BlockRule, Policy, PolicyMode, Rule
 from worker.records import SourceCoordinates
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -59,6 +59,35 @@ def test_the_diff_counts_every_pair_and_keeps_examples_of_changes_only() -> None
         pair: [item.id for item in items] for pair, items in report.examples.items()
     }
     assert (6, 4) == (report.images, report.changed)
+
+
+def test_examples_are_the_earliest_by_order_whatever_order_they_were_told_in() -> None:
+    """Two reads of one topic interleave its partitions differently; the examples must not change with it."""
+    told = [Redecided(f"img-{key}", A, R, order=(key, 0, key)) for key in (5, 1, 4, 2, 3)]
+    shown = []
+    for sequence in (told, list(reversed(told))):
+        diff = DecisionDiff()
+        for item in sequence:
+            diff.add(item)
+        shown.append([item.id for item in diff.report("sha256:new", examples=2).examples[(A, R)]])
+
+    assert [["img-1", "img-2"], ["img-1", "img-2"]] == shown
+
+
+def test_example_reasons_are_plain_strings_in_the_json_document() -> None:
+    diff = DecisionDiff()
+    diff.add(Redecided("img-1", A, X, reasons=(Reason(Rule.BLOCKLIST_REJECT, "knife", 0.8),)))
+
+    # Through orjson, as the command line prints it, and back: the document itself must hold plain strings.
+    document = diff.report("sha256:new", examples=1).to_json()
+    rules = [
+        type(reason["rule"]).__name__ + ":" + str(reason["rule"])
+        for pair in document["pairs"]  # type: ignore[attr-defined]
+        for example in pair["examples"]
+        for reason in example["reasons"]
+    ]
+
+    assert ["str:blocklist_reject"] == rules
 
 
 def test_a_redelivered_image_counts_once_with_its_latest_analysis() -> None:

@@ -27,6 +27,9 @@ class Redecided:
     """One image decided again: the published (``old``) and the new decision, with the new reasons.
 
     ``url`` is the redacted image URL when the analysis carried one; ``policy_version`` is the old policy's.
+    ``order`` places the image among the others when examples are chosen (smallest first, ties in the order
+    told): replay passes when the image was analyzed and where its input was, so that the examples do not
+    depend on how the partitions of the analyses topic interleave on one read.
     """
 
     id: str
@@ -35,6 +38,7 @@ class Redecided:
     reasons: tuple[Reason, ...] = ()
     url: str | None = None
     policy_version: str = ""
+    order: tuple[int, ...] = ()
 
     @property
     def pair(self) -> Pair:
@@ -43,8 +47,8 @@ class Redecided:
 
 @dataclass(frozen=True, slots=True)
 class DiffReport:
-    """Counts of every (old, new) pair (all nine present), up to ``examples`` per changed pair, in the order
-    the images were first seen; ``skipped`` records were not ``analysis.v1`` documents; ``old_policies``
+    """Counts of every (old, new) pair (all nine present), up to ``examples`` per changed pair, earliest
+    ``Redecided.order`` first; ``skipped`` records were not ``analysis.v1`` documents; ``old_policies``
     counts images by the policy version they were published under."""
 
     policy_version: str
@@ -126,7 +130,7 @@ def _example(item: Redecided) -> dict[str, object]:
             {
                 key: value
                 for key, value in (
-                    ("rule", reason.rule),
+                    ("rule", str(reason.rule)),
                     ("tag", reason.tag),
                     ("confidence", reason.confidence),
                 )
@@ -157,7 +161,13 @@ class DecisionDiff:
         """Record one re-decision; a later one for the same id replaces the earlier one."""
         url = None if redecided.url is None else redact_url(redecided.url)
         self._by_id[redecided.id] = Redecided(
-            redecided.id, redecided.old, redecided.new, redecided.reasons, url, redecided.policy_version
+            redecided.id,
+            redecided.old,
+            redecided.new,
+            redecided.reasons,
+            url,
+            redecided.policy_version,
+            redecided.order,
         )
 
     def report(
@@ -173,6 +183,7 @@ class DecisionDiff:
         shown: dict[Pair, list[Redecided]] = {}
         for item in self._by_id.values():
             counts[item.pair] += 1
+        for item in sorted(self._by_id.values(), key=lambda item: item.order):
             if item.old != item.new:
                 kept = shown.setdefault(item.pair, [])
                 if len(kept) < examples:

@@ -88,7 +88,11 @@ def parse_moment(text: str, now: datetime) -> datetime:
 def redecide(kept: KeptAnalysis, policy: Policy) -> Redecided:
     """``kept`` decided again under ``policy``, with the hold it was decided under."""
     verdict = decide(policy, kept.analysis, hold=kept.hold)
-    return Redecided(kept.id, kept.decision, verdict.decision, verdict.reasons, kept.url, kept.policy_version)
+    analyzed_us = round(kept.analyzed_at.timestamp() * 1_000_000)
+    order = (analyzed_us, kept.source.partition, kept.source.offset)
+    return Redecided(
+        kept.id, kept.decision, verdict.decision, verdict.reasons, kept.url, kept.policy_version, order
+    )
 
 
 async def replay(
