@@ -25,6 +25,7 @@ from worker.contracts import Submission
 from worker.domain import Decision, Reason, Tag, Verdict
 from worker.records import SourceCoordinates, encode_result
 from worker.review.console import ReviewConsole
+from worker.review.images import GuardedImageFetcher
 from worker.review.queue import Role
 from worker.review.web import ref_of
 
@@ -97,7 +98,7 @@ async def test_a_reviewer_sees_the_blurred_image_reveals_it_and_rejects_it_by_ke
     chromium: Browser,
     kafka_bootstrap: str,
     review_topics: ReviewTopics,
-    image_host: tuple[ImageHost, aiohttp.ClientSession],
+    image_host: tuple[ImageHost, GuardedImageFetcher],
     review_console: ConsoleFactory,
     tmp_path: Path,
 ) -> None:
@@ -149,7 +150,7 @@ async def test_two_browser_contexts_never_receive_the_same_item(
     chromium: Browser,
     kafka_bootstrap: str,
     review_topics: ReviewTopics,
-    image_host: tuple[ImageHost, aiohttp.ClientSession],
+    image_host: tuple[ImageHost, GuardedImageFetcher],
     review_console: ConsoleFactory,
 ) -> None:
     """Two reviewers, two items: one each; a third reviewer finds nothing free."""
@@ -182,7 +183,7 @@ async def test_an_expired_lease_returns_the_item_and_the_late_verdict_is_refused
     chromium: Browser,
     kafka_bootstrap: str,
     review_topics: ReviewTopics,
-    image_host: tuple[ImageHost, aiohttp.ClientSession],
+    image_host: tuple[ImageHost, GuardedImageFetcher],
     review_console: ConsoleFactory,
 ) -> None:
     """Alice's claim lapses; Bob gets the item; Alice's reject is refused with a clear message."""
@@ -217,7 +218,7 @@ async def test_a_console_restart_mid_queue_loses_no_item_and_offers_no_decided_o
     chromium: Browser,
     kafka_bootstrap: str,
     review_topics: ReviewTopics,
-    image_host: tuple[ImageHost, aiohttp.ClientSession],
+    image_host: tuple[ImageHost, GuardedImageFetcher],
     review_console: ConsoleFactory,
 ) -> None:
     """Deciding the second of three items, restarting, and deciding the rest gives one verdict per item."""
@@ -257,7 +258,7 @@ async def test_a_console_restart_mid_queue_loses_no_item_and_offers_no_decided_o
 async def test_nothing_is_served_without_an_identity(
     kafka_bootstrap: str,
     review_topics: ReviewTopics,
-    image_host: tuple[ImageHost, aiohttp.ClientSession],
+    image_host: tuple[ImageHost, GuardedImageFetcher],
     review_console: ConsoleFactory,
 ) -> None:
     """Pages redirect to sign-in; the image, the API and every POST answer 401; a wrong token is refused."""
@@ -294,7 +295,7 @@ async def test_a_forged_cross_site_post_is_refused(
     chromium: Browser,
     kafka_bootstrap: str,
     review_topics: ReviewTopics,
-    image_host: tuple[ImageHost, aiohttp.ClientSession],
+    image_host: tuple[ImageHost, GuardedImageFetcher],
     review_console: ConsoleFactory,
 ) -> None:
     """A page of another origin on the same site auto-submits a verdict form: the browser sends the session
@@ -340,7 +341,7 @@ async def test_the_page_renews_the_claim_while_the_reviewer_is_active(
     chromium: Browser,
     kafka_bootstrap: str,
     review_topics: ReviewTopics,
-    image_host: tuple[ImageHost, aiohttp.ClientSession],
+    image_host: tuple[ImageHost, GuardedImageFetcher],
     review_console: ConsoleFactory,
 ) -> None:
     """A third of the lease after some activity the page renews the claim; the console extends it from then.

@@ -16,11 +16,10 @@ from tests.fixtures.emulator import png_image
 from tests.integration.test_review_console import DEADLINE_S, queued, submit_for_review
 from tests.kafka_helpers import produce_all, read_all
 from tests.review_samples import result_value
-from worker.dev.emulator.image_fetch import StaticHostsResolver
-from worker.dev.tlsfiles import make_self_signed
+from worker.dev.tlsfiles import local_guarded_fetcher, make_self_signed
 from worker.domain import Decision, Reason
 from worker.records import SourceCoordinates
-from worker.review.images import FetchRefused, HttpImageFetcher, RefusalReason
+from worker.review.images import FetchRefused, GuardedImageFetcher, RefusalReason
 from worker.review.queue import Role
 from worker.review.web import ref_of
 
@@ -41,7 +40,7 @@ async def api(
 async def test_an_escalated_item_reaches_the_leads_only_and_their_verdict_is_final(
     kafka_bootstrap: str,
     review_topics: ReviewTopics,
-    image_host: tuple[ImageHost, aiohttp.ClientSession],
+    image_host: tuple[ImageHost, GuardedImageFetcher],
     review_console: ConsoleFactory,
 ) -> None:
     """A reviewer escalates; reviewers never see the escalation; a lead rejects it: one final result."""
@@ -97,7 +96,7 @@ async def test_an_escalated_item_reaches_the_leads_only_and_their_verdict_is_fin
 async def test_an_audit_verdict_records_a_decision_and_publishes_no_result(
     kafka_bootstrap: str,
     review_topics: ReviewTopics,
-    image_host: tuple[ImageHost, aiohttp.ClientSession],
+    image_host: tuple[ImageHost, GuardedImageFetcher],
     review_console: ConsoleFactory,
 ) -> None:
     """An automatic approval sampled for audit: the reviewer disagrees; only the decision record appears."""
@@ -140,8 +139,9 @@ async def test_an_audit_verdict_records_a_decision_and_publishes_no_result(
 
 
 @pytest.fixture
-async def tricky_host(tmp_path: Path) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
-    """An https server under ``IMAGE_HOST``: a redirect, a 404, HTML labelled image/png, a big PNG."""
+async def tricky_host(tmp_path: Path) -> AsyncIterator[tuple[str, GuardedImageFetcher]]:
+    """An https server under ``IMAGE_HOST``: a redirect, a 404, HTML labelled image/png, a big PNG; and the
+    console's fetcher reaching it (2048 bytes at most)."""
     certificate = await make_self_signed(IMAGE_HOST, tmp_path / "tls")
 
     async def redirect(_request: web.Request) -> web.Response:
@@ -162,12 +162,12 @@ async def tricky_host(tmp_path: Path) -> AsyncIterator[tuple[str, aiohttp.Client
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=certificate.server_context())
     await site.start()
     port = runner.addresses[0][1]
-    resolver = StaticHostsResolver({IMAGE_HOST: "127.0.0.1"}, None)
-    connector = aiohttp.TCPConnector(resolver=resolver, ssl=certificate.client_context())
+    web_fetcher = local_guarded_fetcher(certificate, "127.0.0.1", max_bytes=2048, timeout_s=5.0)
+    fetcher = GuardedImageFetcher(web_fetcher)
     try:
-        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
-            yield f"https://{IMAGE_HOST}:{port}", session
+        yield f"https://{IMAGE_HOST}:{port}", fetcher
     finally:
+        await fetcher.aclose()
         await runner.cleanup()
 
 
@@ -181,11 +181,10 @@ async def tricky_host(tmp_path: Path) -> AsyncIterator[tuple[str, aiohttp.Client
     ],
 )
 async def test_the_fetcher_follows_no_redirect_and_refuses_errors_lies_and_oversized_images(
-    tricky_host: tuple[str, aiohttp.ClientSession], path: str, reason: RefusalReason
+    tricky_host: tuple[str, GuardedImageFetcher], path: str, reason: RefusalReason
 ) -> None:
     """What a hostile or broken image host answers never reaches the reviewer's browser."""
-    base, session = tricky_host
-    fetcher = HttpImageFetcher(session, max_bytes=2048, timeout_s=5.0)
+    base, fetcher = tricky_host
 
     with pytest.raises(FetchRefused) as caught:
         await fetcher.fetch(f"{base}{path}?sig=SECRET")

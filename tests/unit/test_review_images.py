@@ -1,17 +1,18 @@
 """Specification of the console's image checks that need no network: content type against magic bytes,
-the URL guard before any request, and the in-memory cache of served images."""
+the URL guard before any request, the resolved addresses checked before any connection, and the in-memory
+cache of served images."""
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 
 from tests.fixtures.emulator import png_image
+from worker.content.fetch import GuardedFetcher, static_resolver
 from worker.records import SourceCoordinates
 from worker.review.images import (
     FetchedImage,
     FetchRefused,
-    HttpImageFetcher,
+    GuardedImageFetcher,
     ItemImages,
     RefusalReason,
     sniff,
@@ -54,6 +55,17 @@ def test_anything_else_is_refused_as_not_an_image(data: bytes, declared: str) ->
     assert RefusalReason.NOT_AN_IMAGE == caught.value.reason
 
 
+async def _refusal(fetcher: GuardedImageFetcher, url: str) -> FetchRefused:
+    """The refusal of ``url`` (which carries a SAS-like secret), the fetcher closed after."""
+    try:
+        with pytest.raises(FetchRefused) as caught:
+            await fetcher.fetch(url)
+    finally:
+        await fetcher.aclose()
+    assert "SECRET" not in str(caught.value)
+    return caught.value
+
+
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
@@ -66,13 +78,34 @@ def test_anything_else_is_refused_as_not_an_image(data: bytes, declared: str) ->
 )
 async def test_unsafe_urls_are_refused_before_any_request(url: str, reason: RefusalReason) -> None:
     """The worker's guard runs first: https, no userinfo, a public host, the allowlist."""
-    async with aiohttp.ClientSession() as session:
-        fetcher = HttpImageFetcher(session, max_bytes=1024, timeout_s=1.0, allowed_hosts=("*.example.com",))
-        with pytest.raises(FetchRefused) as caught:
-            await fetcher.fetch(url + "?sig=SECRET")
+    nothing_resolves = GuardedFetcher(resolve=static_resolver({}))
+    fetcher = GuardedImageFetcher(nothing_resolves, allowed_hosts=("*.example.com",))
 
-    assert reason == caught.value.reason
-    assert "SECRET" not in str(caught.value)
+    assert reason == (await _refusal(fetcher, url + "?sig=SECRET")).reason
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [["10.1.2.3"], ["93.184.216.34", "169.254.169.254"], ["::ffff:127.0.0.1"], ["fd00::1"]],
+    ids=["private", "one-of-two-is-metadata", "mapped-loopback", "unique-local-v6"],
+)
+async def test_a_public_name_that_resolves_inward_is_refused_before_any_connection(
+    addresses: list[str],
+) -> None:
+    """A name on the allowlist whose DNS answers an internal address (rebinding) reaches nothing: every
+    address is checked, and the connection could only go to those checked."""
+    resolve = static_resolver({"images.example.com": addresses})
+    fetcher = GuardedImageFetcher(GuardedFetcher(resolve=resolve), allowed_hosts=("*.example.com",))
+
+    refusal = await _refusal(fetcher, "https://images.example.com/a.png?sig=SECRET")
+    assert RefusalReason.UNSAFE_URL == refusal.reason
+
+
+async def test_a_name_that_does_not_resolve_is_unreachable() -> None:
+    fetcher = GuardedImageFetcher(GuardedFetcher(resolve=static_resolver({})))
+
+    refusal = await _refusal(fetcher, "https://gone.example.com/a.png?sig=SECRET")
+    assert RefusalReason.UNREACHABLE == refusal.reason
 
 
 class CountingFetcher:

@@ -22,6 +22,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from worker.content.addresses import AddressPolicy
+from worker.content.fetch import GuardedFetcher, static_resolver
+
 OPENSSL_TIMEOUT_S = 30.0
 KEY_PASSWORD_ENV = "TLSFILES_KEY_PASSWORD"  # noqa: S105 - the name of a variable, not a password
 
@@ -235,6 +238,22 @@ async def _run_openssl(command: list[str], env: dict[str, str] | None = None) ->
     if process.returncode != 0:
         tail = output.decode(errors="replace").strip()[-500:]
         raise TlsUnavailableError(f"openssl exited with code {process.returncode}: {tail}")
+
+
+def local_guarded_fetcher(
+    certificate: Certificate, bind_host: str, *, max_bytes: int, timeout_s: float, max_redirects: int = 0
+) -> GuardedFetcher:
+    """The worker's SSRF-guarded fetcher reaching a local https server by its certificate's name: that one
+    name resolves to ``bind_host``, that one loopback address is the exception to the public-only rule, and
+    only ``certificate`` is trusted."""
+    return GuardedFetcher(
+        policy=AddressPolicy(exceptions=frozenset({ipaddress.ip_address(bind_host)})),
+        resolve=static_resolver({certificate.host: [bind_host]}),
+        ssl_context=certificate.client_context(),
+        max_bytes=max_bytes,
+        timeout_s=timeout_s,
+        max_redirects=max_redirects,
+    )
 
 
 def _private_directory(directory: Path) -> None:

@@ -1,6 +1,7 @@
 """The console's static CSS and JavaScript, served from ``/static/`` (no build step, no inline script).
 
-The script is the whole keyboard flow: ``a`` approve, ``r`` reject, ``e`` escalate, space reveals the image,
+The script is the whole keyboard flow: ``a`` approve, ``r`` reject, ``b`` reject and ban (where offered),
+``e`` escalate, space reveals the image,
 ``n`` starts reviewing from the queue page. A verdict is sent with ``fetch`` (the CSRF token in the
 ``X-CSRF-Token`` header) and the next item loads itself. The claim is renewed while the reviewer is active
 (a key, a click or a pointer move since the last renewal). "Always reveal" is remembered per reviewer in the
@@ -28,6 +29,7 @@ img.veiled { filter: blur(24px) grayscale(1); }
 .verdict textarea { width: 24rem; }
 .buttons button { font-size: 1.1rem; padding: .4rem 1rem; margin-right: .5rem; }
 .approve { background: #2da44e; color: #fff; } .reject { background: #cf222e; color: #fff; }
+.ban { background: #82071e; color: #fff; }
 .escalate { background: #bf8700; color: #fff; }
 kbd { border: 1px solid #999; border-radius: 3px; padding: 0 .3rem; font-size: .8em;
   background: #eee; color: #111; }
@@ -83,8 +85,9 @@ JS: Final = """
     busy = true;
     status.textContent = "Recording " + verdict + "...";
     const fields = { verdict, note: document.getElementById("note").value };
-    if (verdict === "approve") { fields.reason = document.getElementById("approve-reason").value; }
-    if (verdict === "reject") { fields.reason = document.getElementById("reject-reason").value; }
+    if (verdict === "ban") { fields.verdict = "reject"; fields.ban = "1"; }
+    if (fields.verdict === "approve") { fields.reason = document.getElementById("approve-reason").value; }
+    if (fields.verdict === "reject") { fields.reason = document.getElementById("reject-reason").value; }
     try {
       const response = await post("/items/" + ref + "/verdict", fields);
       const answer = await response.json();
@@ -104,8 +107,9 @@ JS: Final = """
     active = true;
     const typing = event.target.closest("input, select, textarea");
     if (typing || event.ctrlKey || event.metaKey || event.altKey) { return; }
-    const keys = { a: "approve", r: "reject", e: "escalate" };
-    if (keys[event.key] && (keys[event.key] !== "escalate" || form.querySelector(".escalate"))) {
+    const keys = { a: "approve", r: "reject", b: "ban", e: "escalate" };
+    const offered = { escalate: ".escalate", ban: ".ban" }[keys[event.key]];
+    if (keys[event.key] && (!offered || form.querySelector(offered))) {
       event.preventDefault(); decide(keys[event.key]);
     } else if (event.key === " ") {
       event.preventDefault(); toggle();

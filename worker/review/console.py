@@ -20,23 +20,23 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
 
-import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
 from worker.clock import Clock
+from worker.content.fetch import GuardedFetcher
 from worker.contracts import Contracts
 from worker.errors import ConfigurationError
 from worker.kafka.clients import compression_codec
 from worker.kafka.startup import open_cluster, start_explained
 from worker.review.auth import Authenticator, ProxyTrust, TokenBook, TokenFileError
-from worker.review.desk import ReviewDesk
-from worker.review.images import HttpImageFetcher, ImageFetcher, ItemImages, SubmissionLocator
+from worker.review.desk import Banner, ReviewDesk
+from worker.review.images import GuardedImageFetcher, ImageFetcher, ItemImages, SubmissionLocator, WebFetcher
 from worker.review.items import ItemKind
 from worker.review.metrics import ReviewMetrics
-from worker.review.queue import ReviewQueue, new_lease_id
+from worker.review.queue import ReviewQueue, Role, new_lease_id
 from worker.review.settings import ReviewSettings
 from worker.review.source import ReviewSource
 from worker.review.verdicts import ReasonLabels, ReviewTopics
@@ -113,12 +113,37 @@ class ReviewConsole:
         if self._task is not None:
             await self._task
 
+    def _web_fetcher(self) -> WebFetcher:
+        """The worker's guarded fetch under the console's limits, following no redirect; with
+        ``MODERATION_BLOB_AUTH=entra`` blobs on the account hosts are read with the worker's identity, as the
+        worker read them (their URLs carry no SAS, so an anonymous GET would be refused)."""
+        settings, review = self._settings, self._review
+        web_fetcher = GuardedFetcher(
+            max_bytes=review.image_max_bytes, timeout_s=review.image_timeout_s, max_redirects=0
+        )
+        if settings.blob_auth != "entra":
+            return web_fetcher
+        # The content extra (azure-storage-blob) is needed only with blob identities, as for the worker.
+        from worker.content import blob  # noqa: PLC0415
+
+        try:
+            hosts = blob.account_hosts(settings.blob_account_hosts)
+        except ValueError as exc:
+            raise ConfigurationError(f"MODERATION_BLOB_ACCOUNT_HOSTS: {exc}") from None
+        credential = blob.default_blob_credential()
+        self._stack.push_async_callback(credential.close)
+        reader = blob.BlobReader(
+            credential, max_bytes=review.image_max_bytes, timeout_s=review.image_timeout_s
+        )
+        return blob.BlobOrWebFetcher(reader, web_fetcher, hosts)
+
     async def _start(self) -> None:
         settings, review = self._settings, self._review
         tokens, proxy = load_tokens(review), proxy_trust(review)
         key = review.session_key.get_secret_value().encode() or secrets.token_bytes(32)
         auth = Authenticator(tokens, key=key, clock=self._wall_clock, session_s=review.session_s, proxy=proxy)
         contracts = Contracts.load()
+        ban = _BanSetup(review, settings.hash_banks_topic) if review.ban_bank else None
         options = await self._stack.enter_async_context(open_cluster(settings))
         security = settings.kafka_security()
         client_id = f"moderation-review-{os.getpid()}"
@@ -167,6 +192,12 @@ class ReviewConsole:
         topics = ReviewTopics(
             settings.approved_topic, settings.rejected_topic, review.decisions_topic, review.escalated_topic
         )
+        fetcher = self._fetcher
+        if fetcher is None:
+            guarded = GuardedImageFetcher(self._web_fetcher())
+            self._stack.push_async_callback(guarded.aclose)
+            fetcher = guarded
+        images = ItemImages(SubmissionLocator(reader, contracts, timeout_s=review.image_timeout_s), fetcher)
         desk = ReviewDesk(
             self.queue,
             producer,
@@ -176,14 +207,9 @@ class ReviewConsole:
             topics=topics,
             clock=self._clock,
             wall_clock=self._wall_clock,
+            banner=None if ban is None else ban.banner(images),
+            ban_role=Role(review.ban_role),
         )
-        fetcher = self._fetcher
-        if fetcher is None:
-            session = await self._stack.enter_async_context(aiohttp.ClientSession(trust_env=False))
-            fetcher = HttpImageFetcher(
-                session, max_bytes=review.image_max_bytes, timeout_s=review.image_timeout_s
-            )
-        images = ItemImages(SubmissionLocator(reader, contracts, timeout_s=review.image_timeout_s), fetcher)
         self._task = asyncio.create_task(self.source.run(), name="review-source")
         self._stack.push_async_callback(_cancel, self._task)
         routes = ReviewWeb(
@@ -204,6 +230,22 @@ class ReviewConsole:
         await site.start()
         host, port = runner.addresses[0][:2]
         self.url = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}"
+
+
+class _BanSetup:
+    """The ban bank, checked before anything connects; ``banner`` builds the desk's ``ImageBanner``."""
+
+    def __init__(self, review: ReviewSettings, topic: str) -> None:
+        try:  # the content extra (pdqhash, Pillow, numpy) is needed only to ban
+            from worker.review import ban  # noqa: PLC0415
+        except ImportError as exc:
+            raise ConfigurationError("MODERATION_REVIEW_BAN_BANK needs the `content` extra") from exc
+        self._module = ban
+        self._bank = ban.ban_bank(review.ban_bank, review.ban_pdq_threshold)
+        self._topic = topic
+
+    def banner(self, images: ItemImages) -> Banner:
+        return self._module.ImageBanner(images, self._bank, topic=self._topic)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

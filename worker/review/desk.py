@@ -3,8 +3,9 @@
 ``decide`` is one verdict's journey: the lease is checked, the records are planned
 (``worker.review.verdicts``), the item is marked deciding, every record is produced and acknowledged, and
 only then is the item settled (its offset committed, ``worker.review.source``) and removed from the queue.
-If producing fails the item returns to the queue and the reviewer is told; nothing is committed. The
-producer and the settler are protocols, so the desk is tested with fakes and runs on aiokafka.
+If producing fails the item returns to the queue and the reviewer is told; nothing is committed. A reject
+and ban first asks the ``Banner`` for the image's bank entry, whose records are produced with the verdict's.
+The producer, the settler and the banner are protocols, so the desk is tested with fakes and runs on aiokafka.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from worker.clock import Clock
 from worker.review.auth import Identity
 from worker.review.items import ReviewItem
 from worker.review.metrics import ReviewMetrics
-from worker.review.queue import ItemFilter, Lease, LeaseRefused, ReviewQueue
+from worker.review.queue import ItemFilter, Lease, LeaseRefused, ReviewQueue, Role
 from worker.review.verdicts import (
+    BanEntry,
     ReasonLabels,
     ReviewTopics,
     VerdictPlan,
     VerdictRefused,
     VerdictRequest,
+    check_bannable,
     plan_verdict,
 )
 
@@ -53,6 +56,15 @@ class Settler(Protocol):
     async def settle(self, item: ReviewItem) -> bool: ...
 
 
+class Banner(Protocol):
+    """``worker.review.ban.ImageBanner``: the hashes of an item's image and the records banning it."""
+
+    @property
+    def bank(self) -> str: ...
+
+    async def entry(self, item: ReviewItem) -> BanEntry: ...
+
+
 class PublishFailed(Exception):
     """The verdict's records were not all acknowledged; the item is back in the queue."""
 
@@ -61,6 +73,7 @@ class ReviewDesk:
     """Reviewer actions over ``queue``; verdicts produced with ``producer`` and settled with ``settler``.
 
     ``clock`` is the queue's monotonic clock, ``wall_clock`` epoch seconds (for record timestamps).
+    ``banner`` (``None``: no reject and ban) is offered to ``ban_role`` (leads always may).
     """
 
     def __init__(
@@ -74,6 +87,8 @@ class ReviewDesk:
         topics: ReviewTopics,
         clock: Clock,
         wall_clock: Callable[[], float],
+        banner: Banner | None = None,
+        ban_role: Role = Role.LEAD,
     ) -> None:
         self.queue = queue
         self.labels = labels
@@ -83,6 +98,17 @@ class ReviewDesk:
         self._topics = topics
         self._clock = clock
         self._wall_clock = wall_clock
+        self._banner = banner
+        self._ban_role = ban_role
+
+    @property
+    def ban_bank(self) -> str | None:
+        """The bank reject and ban adds to (``None``: banning is off)."""
+        return None if self._banner is None else self._banner.bank
+
+    def may_ban(self, who: Identity) -> bool:
+        """Whether the reviewer is offered reject and ban."""
+        return self._banner is not None and (who.role is Role.LEAD or self._ban_role is Role.REVIEWER)
 
     def claim_next(self, who: Identity, where: ItemFilter | None = None) -> tuple[ReviewItem, Lease] | None:
         """The item the reviewer holds, else a claim on the oldest free one; ``None`` when none is free."""
@@ -127,6 +153,11 @@ class ReviewDesk:
         except LeaseRefused:
             self._metrics.observe_refused("lease")
             raise
+        try:
+            ban = await self._ban_entry(who, item, request)
+        except VerdictRefused:
+            self._metrics.observe_refused("invalid")
+            raise
         now_wall, now = self._wall_clock(), self._clock()
         try:
             plan = plan_verdict(
@@ -138,6 +169,7 @@ class ReviewDesk:
                 topics=self._topics,
                 claimed_at=datetime.fromtimestamp(now_wall - (now - lease.claimed_at), UTC),
                 decided_at=datetime.fromtimestamp(now_wall, UTC),
+                ban=ban,
             )
         except VerdictRefused:
             self._metrics.observe_refused("invalid")
@@ -161,4 +193,19 @@ class ReviewDesk:
         await self._settler.settle(item)
         self.queue.finish(key)
         self._metrics.observe_verdict(item, request.verdict, claimed_s=now - lease.claimed_at)
+        if ban is not None:
+            self._metrics.observe_ban()
+            log.info("review_banned", extra={"bank": ban.bank, "sha256": ban.sha256})
         return plan
+
+    async def _ban_entry(self, who: Identity, item: ReviewItem, request: VerdictRequest) -> BanEntry | None:
+        """The bank entry of a reject and ban (``None`` for any other verdict); ``VerdictRefused`` when
+        this reviewer may not ban, the verdict cannot carry a ban, or the image cannot be read."""
+        if not request.ban:
+            return None
+        if self._banner is None:
+            raise VerdictRefused("banning is not enabled on this console")
+        if not self.may_ban(who):
+            raise VerdictRefused("only leads can ban images on this console")
+        check_bannable(item, request)
+        return await self._banner.entry(item)

@@ -2,11 +2,12 @@
 
 Results carry the image URL redacted (its SAS token removed), so the console finds the original submission by
 the result's ``source`` coordinates (``SubmissionLocator``: one record read with a group-less consumer,
-assign + seek) and fetches the image itself through an ``ImageFetcher``. ``HttpImageFetcher`` is the
-console's own: the worker's URL guard (https, no userinfo, a public host, the host allowlist), one GET without
-redirects under a timeout, a size cap, and a content type that must be an image format whose magic bytes the
-body starts with. ``ItemImages`` ties the two together and keeps the last few images in memory, so a reload or
-a reveal does not fetch again.
+assign + seek) and fetches the image itself through an ``ImageFetcher``. ``GuardedImageFetcher`` is the
+console's: the worker's URL guard (https, no userinfo, a public host, the host allowlist), then the worker's
+own fetch (``worker.content.fetch``: every address checked and pinned, no redirect followed, a deadline, a
+size cap), and a content type that must be an image format the browser shows whose magic bytes the body starts
+with. ``ItemImages`` ties the two together and keeps the last few images in memory, so a reload or a reveal
+does not fetch again.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Protocol
 
-import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from worker.content import fetch
 from worker.contracts import Contracts, InvalidSubmission
 from worker.records import SourceCoordinates
 from worker.urlguard import url_refusal
 
-_CHUNK_BYTES: Final = 64 * 1024
 #: Formats Image Analysis 4.0 reads that browsers show, by their leading bytes.
 _MAGIC: Final[Mapping[str, tuple[bytes, ...]]] = {
     "image/jpeg": (b"\xff\xd8\xff",),
@@ -89,24 +89,41 @@ def sniff(data: bytes, declared: str) -> str:
     )
 
 
-class HttpImageFetcher:
-    """GETs an image with ``session`` under the URL guard, ``timeout_s`` and ``max_bytes``.
+class WebFetcher(Protocol):
+    """``worker.content.fetch.GuardedFetcher``'s shape (and ``BlobOrWebFetcher``'s): one image per URL,
+    ``content.fetch.FetchRefused`` when not."""
 
-    ``allowed_hosts`` is the worker's host allowlist (empty: any public host). The session is the caller's
-    (its connector decides DNS and TLS trust); redirects are never followed.
-    """
+    async def fetch(self, url: str) -> fetch.FetchedImage: ...
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        max_bytes: int,
-        timeout_s: float,
-        allowed_hosts: tuple[str, ...] = (),
-    ) -> None:
-        self._session = session
-        self._max_bytes = max_bytes
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async def aclose(self) -> None: ...
+
+
+#: The content fetcher's refusals in the console's vocabulary (the metric label and the page's message).
+_REASONS: Final[Mapping[fetch.FetchRefusal, RefusalReason]] = {
+    fetch.FetchRefusal.NOT_HTTPS: RefusalReason.UNSAFE_URL,
+    fetch.FetchRefusal.BAD_URL: RefusalReason.UNSAFE_URL,
+    fetch.FetchRefusal.ADDRESS_NOT_ALLOWED: RefusalReason.UNSAFE_URL,
+    fetch.FetchRefusal.UNRESOLVABLE: RefusalReason.UNREACHABLE,
+    fetch.FetchRefusal.CONNECTION_FAILED: RefusalReason.UNREACHABLE,
+    fetch.FetchRefusal.TOO_MANY_REDIRECTS: RefusalReason.HTTP_STATUS,
+    fetch.FetchRefusal.HTTP_STATUS: RefusalReason.HTTP_STATUS,
+    fetch.FetchRefusal.NOT_FOUND: RefusalReason.HTTP_STATUS,
+    fetch.FetchRefusal.FORBIDDEN: RefusalReason.HTTP_STATUS,
+    fetch.FetchRefusal.TIMEOUT: RefusalReason.TIMEOUT,
+    fetch.FetchRefusal.TOO_LARGE: RefusalReason.TOO_LARGE,
+    fetch.FetchRefusal.WRONG_CONTENT_TYPE: RefusalReason.NOT_AN_IMAGE,
+    fetch.FetchRefusal.NOT_AN_IMAGE: RefusalReason.NOT_AN_IMAGE,
+}
+
+
+class GuardedImageFetcher:
+    """The console's ``ImageFetcher``: the worker's URL guard (with ``allowed_hosts``, empty: any public
+    host), then ``web`` - the worker's own SSRF-guarded fetch, which connects only to the addresses it
+    checked, so a host that resolves differently the second time reaches nothing - and last a type the
+    browser shows, agreeing with the bytes. ``aclose`` closes ``web``."""
+
+    def __init__(self, web: WebFetcher, *, allowed_hosts: tuple[str, ...] = ()) -> None:
+        self._web = web
         self._allowed_hosts = allowed_hosts
 
     async def fetch(self, url: str) -> FetchedImage:
@@ -115,31 +132,14 @@ class HttpImageFetcher:
         if refusal is not None:
             raise FetchRefused(RefusalReason(refusal.reason), refusal.message)
         try:
-            async with self._session.get(url, allow_redirects=False, timeout=self._timeout) as response:
-                if response.status != 200:
-                    raise FetchRefused(
-                        RefusalReason.HTTP_STATUS, f"the image host answered HTTP {response.status}"
-                    )
-                if (response.content_length or 0) > self._max_bytes:
-                    raise FetchRefused(
-                        RefusalReason.TOO_LARGE, f"the image is larger than {self._max_bytes} bytes"
-                    )
-                body = bytearray()
-                async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
-                    body += chunk
-                    if len(body) > self._max_bytes:
-                        raise FetchRefused(
-                            RefusalReason.TOO_LARGE, f"the image is larger than {self._max_bytes} bytes"
-                        )
-                declared = response.headers.get("Content-Type", "")
-        except TimeoutError:
-            raise FetchRefused(RefusalReason.TIMEOUT, "the image host did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise FetchRefused(
-                RefusalReason.UNREACHABLE, f"cannot reach the image host ({type(exc).__name__})"
-            ) from None
-        data = bytes(body)
-        return FetchedImage(data, sniff(data, declared))
+            image = await self._web.fetch(url)
+        except fetch.FetchRefused as exc:
+            raise FetchRefused(_REASONS[exc.reason], exc.message) from None
+        return FetchedImage(image.data, sniff(image.data, image.content_type))
+
+    async def aclose(self) -> None:
+        """Close the connections of the fetcher underneath."""
+        await self._web.aclose()
 
 
 class SubmissionLocator:

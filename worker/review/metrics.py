@@ -129,6 +129,11 @@ class ReviewMetrics:
             ["reason"],
             registry=registry,
         )
+        self._bans = Counter(
+            "moderation_review_bans",
+            "Images a reviewer rejected and added to the ban bank",
+            registry=registry,
+        )
 
     def observe_verdict(self, item: ReviewItem, verdict: VerdictKind, *, claimed_s: float) -> None:
         """Count an acknowledged verdict; ``claimed_s`` is how long the reviewer held the item."""
@@ -157,6 +162,10 @@ class ReviewMetrics:
     def observe_refused(self, why: str) -> None:
         """Count a refused claim or verdict: ``lease`` or ``invalid``."""
         self._refused.labels(why=why).inc()
+
+    def observe_ban(self) -> None:
+        """Count an acknowledged reject and ban."""
+        self._bans.inc()
 
     def observe_image_failure(self, reason: str) -> None:
         """Count an image the console could not serve (a ``RefusalReason`` value)."""

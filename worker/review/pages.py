@@ -143,8 +143,10 @@ def item_page(
     lease_s: float,
     labels: ReasonLabels,
     next_url: str,
+    ban_bank: str | None = None,
 ) -> str:
-    """One claimed item: the blurred image, the machine's reasons, and the verdict controls."""
+    """One claimed item: the blurred image, the machine's reasons, and the verdict controls (with reject
+    and ban when ``ban_bank`` names the bank this reviewer may add to)."""
     result = item.result
     facts = [
         ("Image id", result.image_id),
@@ -173,6 +175,13 @@ def item_page(
         if item.kind is ItemKind.NEEDS_REVIEW
         else ""
     )
+    ban = (
+        f'<button type="submit" name="verdict" value="ban" class="ban" title="reject, and add the image to'
+        f' the hash bank {escape(ban_bank)}: its reposts are rejected without review">Reject and ban <kbd>b'
+        "</kbd></button>"
+        if ban_bank is not None and item.kind is not ItemKind.AUDIT
+        else ""
+    )
     body = (
         f'<section class="review" id="review" data-ref="{escape(ref)}" data-lease="{escape(lease.lease_id)}"'
         f' data-lease-s="{lease_s:g}" data-next="{escape(next_url)}" data-reviewer="{escape(who.reviewer)}">'
@@ -193,7 +202,7 @@ def item_page(
         '<div class="buttons"><button type="submit" name="verdict" value="approve" class="approve">Approve'
         " <kbd>a</kbd></button>"
         '<button type="submit" name="verdict" value="reject" class="reject">Reject <kbd>r</kbd></button>'
-        f"{escalate}</div></form>"
+        f"{ban}{escalate}</div></form>"
         '<p class="status" id="status" role="status" aria-live="polite"></p></section>'
     )
     return _layout(f"Review {result.image_id}", body, who, csrf)

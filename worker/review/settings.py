@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -83,6 +83,13 @@ class ReviewSettings(BaseSettings):
     )
     image_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest image the console serves")
     image_timeout_s: float = Field(10.0, ge=0.1, description="fetch timeout of one image, seconds")
+    ban_bank: str = Field(
+        "", description="hash bank 'reject and ban' adds images to (action reject); empty: no ban button"
+    )
+    ban_pdq_threshold: int = Field(31, ge=0, le=256, description="PDQ match distance of the ban bank")
+    ban_role: Literal["lead", "reviewer"] = Field(
+        "lead", description="who may ban: lead (leads only) or reviewer (every reviewer)"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ReviewSettings:

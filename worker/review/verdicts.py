@@ -10,7 +10,9 @@ the records to produce, all of which must be acknowledged before the item's offs
 - needs-review escalate: the decision, and the machine result unchanged on the escalation topic with the
   first verdict in the ``moderation-escalation`` header;
 - audit approve/reject: the decision only. An audit verdict never publishes a result: the automatic decision
-  stays published, and the verdict feeds the audit-agreement metric.
+  stays published, and the verdict feeds the audit-agreement metric;
+- reject and ban (a reject with ``ban``, on a needs-review or escalated item): the reject's records, and the
+  ``BanEntry``'s records that add the image's hashes to the ban bank; the decision names the bank and hashes.
 """
 
 from __future__ import annotations
@@ -97,11 +99,32 @@ class VerdictPlan:
 
 @dataclass(frozen=True, slots=True)
 class VerdictRequest:
-    """What the reviewer sent: the verdict, a reason label (empty: the verdict's first) and a note."""
+    """What the reviewer sent: the verdict, a reason label (empty: the verdict's first), a note, and for a
+    reject whether the image is also banned."""
 
     verdict: VerdictKind
     reason: str = ""
     note: str = ""
+    ban: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BanEntry:
+    """An image going into a hash bank with a reject: its hashes, and the bank-topic records that add it."""
+
+    bank: str
+    sha256: str
+    pdq: str | None
+    pdq_quality: int | None
+    records: tuple[OutRecord, ...]
+
+
+def check_bannable(item: ReviewItem, request: VerdictRequest) -> None:
+    """``VerdictRefused`` unless a ban goes with a reject that publishes a final result."""
+    if request.verdict is not VerdictKind.REJECT:
+        raise VerdictRefused("only a reject can ban the image")
+    if item.kind is ItemKind.AUDIT:
+        raise VerdictRefused("audit items are not banned: their automatic decision stays published")
 
 
 def plan_verdict(
@@ -114,9 +137,14 @@ def plan_verdict(
     topics: ReviewTopics,
     claimed_at: datetime,
     decided_at: datetime,
+    ban: BanEntry | None = None,
 ) -> VerdictPlan:
     """The records of ``request`` on ``item``; ``VerdictRefused`` for a verdict the item's queue forbids,
-    an unknown reason label or an over-long note."""
+    an unknown reason label, an over-long note, or a ban without its ``ban`` entry or on another verdict."""
+    if request.ban:
+        check_bannable(item, request)
+        if ban is None:
+            raise VerdictRefused("banning is not enabled on this console")
     allowed = labels.allowed(request.verdict)
     reason = request.reason or allowed[0]
     if reason not in allowed:
@@ -161,9 +189,12 @@ def plan_verdict(
             claimed_at=claimed_at,
             decided_at=decided_at,
             published_to=published_to,
+            ban=ban if request.ban else None,
         ),
     )
-    return VerdictPlan((decision,) if follow_up is None else (decision, follow_up), published_to)
+    follow_ups = () if follow_up is None else (follow_up,)
+    banned = ban.records if request.ban and ban is not None else ()
+    return VerdictPlan((decision, *follow_ups, *banned), published_to)
 
 
 def decision_document(
@@ -177,6 +208,7 @@ def decision_document(
     claimed_at: datetime,
     decided_at: datetime,
     published_to: str | None,
+    ban: BanEntry | None = None,
 ) -> bytes:
     """Serialise the ``review-decision.v1`` of a verdict; raises ``ValueError`` if it breaks the schema."""
     result, reviewed = item.result, orjson.loads(item.value)
@@ -209,6 +241,13 @@ def decision_document(
         "machine": machine,
         "published_to": published_to,
     }
+    if ban is not None:
+        document["ban"] = {
+            "bank": ban.bank,
+            "sha256": ban.sha256,
+            "pdq": ban.pdq,
+            "pdq_quality": ban.pdq_quality,
+        }
     encoded = orjson.dumps(document, option=orjson.OPT_UTC_Z)
     error = next(iter(_decision_validator().iter_errors(orjson.loads(encoded))), None)
     if error is not None:

@@ -222,6 +222,7 @@ class ReviewWeb:
             lease_s=self._desk.queue.lease_s,
             labels=self._desk.labels,
             next_url=f"/next{_query(request)}",
+            ban_bank=self._desk.ban_bank if self._desk.may_ban(who) else None,
         )
         return _html(page)
 
@@ -251,7 +252,8 @@ class ReviewWeb:
         except ValueError:
             return _json({"message": "verdict must be approve, reject or escalate"}, status=422)
         reason = str(form.get("reason") or form.get(f"{verdict}_reason") or "")
-        verdict_request = VerdictRequest(verdict, reason, str(form.get("note", "")).strip())
+        ban = str(form.get("ban", "")).lower() in ("1", "true", "on", "yes")
+        verdict_request = VerdictRequest(verdict, reason, str(form.get("note", "")).strip(), ban=ban)
         try:
             plan = await self._desk.decide(
                 who, key_of(request.match_info["ref"]), str(form.get("lease", "")), verdict_request

@@ -1,9 +1,10 @@
 """``moderation-worker demo --review``: after the demo's run, the review console over its needs-review items.
 
 The console runs in-process against the demo's broker, with a one-time lead token written to the work folder,
-and fetches images from the demo's https file server the way the emulator does (the reserved ``.test`` name
-resolved to the loopback server, only the demo's certificate trusted). It serves until the demo is
-interrupted (Ctrl-C), which stops everything the demo started. See docs/review.md.
+and fetches images from the demo's https file server through the console's guarded fetcher (the reserved
+``.test`` name resolved to the loopback server, that one address let through, only the demo's certificate
+trusted). It serves until the demo is interrupted (Ctrl-C), which stops everything the demo started. See
+docs/review.md.
 """
 
 from __future__ import annotations
@@ -12,12 +13,9 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-import aiohttp
-
-from worker.dev.emulator.image_fetch import StaticHostsResolver
-from worker.dev.tlsfiles import Certificate, HttpsFileServer
+from worker.dev.tlsfiles import Certificate, HttpsFileServer, local_guarded_fetcher
 from worker.review.console import ReviewConsole
-from worker.review.images import HttpImageFetcher
+from worker.review.images import GuardedImageFetcher
 from worker.review.settings import ReviewSettings
 from worker.review.topics import create_review_topics
 from worker.settings import Settings
@@ -47,15 +45,17 @@ async def serve_review_console(
         }
     )
     await create_review_topics(settings, review)
-    resolver = StaticHostsResolver({certificate.host: files.bind_host}, None)
-    connector = aiohttp.TCPConnector(resolver=resolver, ssl=certificate.client_context())
-    async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
-        fetcher = HttpImageFetcher(
-            session, max_bytes=review.image_max_bytes, timeout_s=review.image_timeout_s
+    fetcher = GuardedImageFetcher(
+        local_guarded_fetcher(
+            certificate, files.bind_host, max_bytes=review.image_max_bytes, timeout_s=review.image_timeout_s
         )
+    )
+    try:
         async with ReviewConsole(settings, review, fetcher=fetcher) as console:
             say(f"review console at {console.url} - sign in with token {token} (also in {tokens})")
             say(
                 "reviewing: n starts, a approve, r reject, e escalate, space reveals; Ctrl-C stops everything"
             )
             await console.wait()
+    finally:
+        await fetcher.aclose()
