@@ -39,6 +39,7 @@ from worker.review.metrics import ReviewMetrics
 from worker.review.queue import ReviewQueue, Role, new_lease_id
 from worker.review.settings import ReviewSettings
 from worker.review.source import ReviewSource
+from worker.review.throttle import TokenGuesses
 from worker.review.verdicts import ReasonLabels, ReviewTopics
 from worker.review.web import ReviewWeb
 from worker.settings import Settings
@@ -222,6 +223,7 @@ class ReviewConsole:
             secure_cookies=review.secure_cookies,
             session_s=review.session_s,
             healthy=self.source.assigned.is_set,
+            guesses=TokenGuesses(self._clock),
         )
         runner = web.AppRunner(routes.app(), access_log=None)
         await runner.setup()

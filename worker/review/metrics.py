@@ -129,6 +129,12 @@ class ReviewMetrics:
             ["reason"],
             registry=registry,
         )
+        self._auth_failures = Counter(
+            "moderation_review_auth_failures",
+            "Wrong tokens presented, and requests refused for too many of them from one address",
+            ["why"],
+            registry=registry,
+        )
         self._bans = Counter(
             "moderation_review_bans",
             "Images a reviewer rejected and added to the ban bank",
@@ -162,6 +168,10 @@ class ReviewMetrics:
     def observe_refused(self, why: str) -> None:
         """Count a refused claim or verdict: ``lease`` or ``invalid``."""
         self._refused.labels(why=why).inc()
+
+    def observe_auth_failure(self, why: str) -> None:
+        """Count a wrong token (``wrong_token``) or a request refused for too many (``throttled``)."""
+        self._auth_failures.labels(why=why).inc()
 
     def observe_ban(self) -> None:
         """Count an acknowledged reject and ban."""

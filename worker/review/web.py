@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Awaitable, Callable
 from typing import Final
 from urllib.parse import urlencode
@@ -26,6 +27,7 @@ from worker.review.images import FetchRefused, ItemImages
 from worker.review.items import ItemKind
 from worker.review.metrics import ReviewMetrics
 from worker.review.queue import ItemFilter, LeaseRefused
+from worker.review.throttle import TokenGuesses
 from worker.review.verdicts import VerdictKind, VerdictRefused, VerdictRequest
 
 PUBLIC_PATHS: Final = frozenset(
@@ -74,6 +76,7 @@ class ReviewWeb:
         secure_cookies: bool,
         session_s: float,
         healthy: Callable[[], bool],
+        guesses: TokenGuesses,
     ) -> None:
         self._desk = desk
         self._images = images
@@ -84,6 +87,7 @@ class ReviewWeb:
         self._secure = secure_cookies
         self._session_s = session_s
         self._healthy = healthy
+        self._guesses = guesses
 
     def app(self) -> web.Application:
         """The aiohttp application."""
@@ -131,7 +135,15 @@ class ReviewWeb:
         if request.path in PUBLIC_PATHS:
             return await handler(request)
         facts = self._facts(request)
+        bearer = request.headers.get("Authorization", "")[:7].lower() == "bearer "
+        address = request.remote or "unknown"
+        if bearer and (wait_s := self._guesses.retry_after(address)) > 0:
+            self._metrics.observe_auth_failure("throttled")
+            return _json({"message": "too many wrong tokens; try again later"}, status=429, retry_s=wait_s)
         who = self._auth.identify(facts)
+        if who is None and bearer:
+            self._guesses.failed(address)
+            self._metrics.observe_auth_failure("wrong_token")
         if who is None:
             if request.method == "GET" and "application/json" not in request.headers.get("Accept", ""):
                 raise web.HTTPSeeOther("/signin")
@@ -151,9 +163,18 @@ class ReviewWeb:
         origin = request.headers.get("Origin", "")
         if origin not in self._own_origins(request):
             return _html(pages.sign_in_page("Sign in from the console's own page."), status=403)
+        address = request.remote or "unknown"
+        if (wait_s := self._guesses.retry_after(address)) > 0:
+            self._metrics.observe_auth_failure("throttled")
+            page = pages.sign_in_page("Too many wrong tokens from this address; try again in a minute.")
+            response = _html(page, status=429)
+            response.headers["Retry-After"] = str(math.ceil(wait_s))
+            return response
         token = str((await request.post()).get("token", ""))
         who = self._auth.sign_in(token)
         if who is None:
+            self._guesses.failed(address)
+            self._metrics.observe_auth_failure("wrong_token")
             return _html(pages.sign_in_page("That token is not valid."), status=401)
         response = _see_other("/")
         response.set_cookie(
@@ -330,5 +351,8 @@ def _html(text: str, *, status: int = 200) -> web.Response:
     return web.Response(text=text, content_type="text/html", status=status)
 
 
-def _json(body: dict[str, object], *, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status)
+def _json(body: dict[str, object], *, status: int = 200, retry_s: float = 0.0) -> web.Response:
+    response = web.json_response(body, status=status)
+    if retry_s > 0:
+        response.headers["Retry-After"] = str(math.ceil(retry_s))
+    return response
