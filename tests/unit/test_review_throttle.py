@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
+from tests.unit.test_review_desk import Clock
 from worker.review.throttle import TokenGuesses
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_an_address_is_throttled_after_the_limit_until_its_oldest_failure_leaves_the_window() -> None:
-    clock = Clock()
+    clock = Clock(1_000.0)
     guesses = TokenGuesses(clock, limit=3, window_s=60.0)
     for _ in range(2):
         guesses.failed("10.0.0.1")
@@ -29,7 +22,7 @@ def test_an_address_is_throttled_after_the_limit_until_its_oldest_failure_leaves
 
 
 def test_failures_older_than_the_window_are_forgotten() -> None:
-    clock = Clock()
+    clock = Clock(1_000.0)
     guesses = TokenGuesses(clock, limit=2, window_s=60.0)
     guesses.failed("10.0.0.1")
     clock.now += 61.0
@@ -39,7 +32,7 @@ def test_failures_older_than_the_window_are_forgotten() -> None:
 
 
 def test_at_most_the_given_number_of_addresses_is_remembered_the_oldest_forgotten_first() -> None:
-    clock = Clock()
+    clock = Clock(1_000.0)
     guesses = TokenGuesses(clock, limit=1, window_s=60.0, addresses=2)
     for address in ("a", "b", "c"):
         guesses.failed(address)
