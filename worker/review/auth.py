@@ -62,6 +62,12 @@ class RequestFacts:
     headers: Mapping[str, str]
     session_cookie: str | None
 
+    @property
+    def bearer_token(self) -> str | None:
+        """The token of an ``Authorization: Bearer`` header (``None``: no such header)."""
+        authorization = self.headers.get("authorization", "")
+        return authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
+
 
 @dataclass(frozen=True, slots=True)
 class _Holder:
@@ -185,9 +191,8 @@ class Authenticator:
 
     def identify(self, facts: RequestFacts) -> Identity | None:
         """Who sent the request: a bearer token, else the trusted proxy's header, else a live session."""
-        authorization = facts.headers.get("authorization", "")
-        if authorization[:7].lower() == "bearer ":
-            holder = self._tokens.holder(authorization[7:].strip())
+        if (token := facts.bearer_token) is not None:
+            holder = self._tokens.holder(token)
             return None if holder is None else Identity(holder[0], holder[1], "bearer")
         if self._proxy is not None:
             proxied = self._proxy.identity(facts.remote, facts.headers)

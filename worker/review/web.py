@@ -135,7 +135,7 @@ class ReviewWeb:
         if request.path in PUBLIC_PATHS:
             return await handler(request)
         facts = self._facts(request)
-        bearer = request.headers.get("Authorization", "")[:7].lower() == "bearer "
+        bearer = facts.bearer_token is not None
         address = request.remote or "unknown"
         if bearer and (wait_s := self._guesses.retry_after(address)) > 0:
             self._metrics.observe_auth_failure("throttled")
@@ -167,9 +167,7 @@ class ReviewWeb:
         if (wait_s := self._guesses.retry_after(address)) > 0:
             self._metrics.observe_auth_failure("throttled")
             page = pages.sign_in_page("Too many wrong tokens from this address; try again in a minute.")
-            response = _html(page, status=429)
-            response.headers["Retry-After"] = str(math.ceil(wait_s))
-            return response
+            return _retry_after(_html(page, status=429), wait_s)
         token = str((await request.post()).get("token", ""))
         who = self._auth.sign_in(token)
         if who is None:
@@ -353,6 +351,10 @@ def _html(text: str, *, status: int = 200) -> web.Response:
 
 def _json(body: dict[str, object], *, status: int = 200, retry_s: float = 0.0) -> web.Response:
     response = web.json_response(body, status=status)
-    if retry_s > 0:
-        response.headers["Retry-After"] = str(math.ceil(retry_s))
+    return _retry_after(response, retry_s) if retry_s > 0 else response
+
+
+def _retry_after(response: web.Response, wait_s: float) -> web.Response:
+    """``response`` telling the client to wait ``wait_s`` seconds (rounded up) before trying again."""
+    response.headers["Retry-After"] = str(math.ceil(wait_s))
     return response
